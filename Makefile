@@ -1,0 +1,45 @@
+# Strongroom: `make run` starts the platform, `make test` runs the whole suite.
+# Needs only python3 (>= 3.11), git and make: uv is bootstrapped into .tools/.
+
+PYTHON ?= python3
+VENV := .venv
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+export UV_PYTHON_PREFERENCE := only-system
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: run test lint fmt bench openapi clean install
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check 'uv>=0.5,<1'
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+install: $(VENV)/.synced
+
+run: $(VENV)/.synced
+	$(VENV)/bin/strongroom up
+
+test: $(VENV)/.synced
+	$(VENV)/bin/python -m pytest
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+fmt: $(VENV)/.synced
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+bench: $(VENV)/.synced
+	$(VENV)/bin/python bench/edge.py
+
+openapi: $(VENV)/.synced
+	$(VENV)/bin/strongroom openapi --output docs/openapi.json
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .strongroom .pytest_cache .mypy_cache .ruff_cache

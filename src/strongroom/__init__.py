@@ -1,0 +1,3 @@
+"""Strongroom: a secure wallet, payments and settlement API platform."""
+
+__version__ = "0.1.0"

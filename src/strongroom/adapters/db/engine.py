@@ -1,0 +1,101 @@
+"""SQLAlchemy engines for the embedded (SQLite) and production (PostgreSQL) profiles.
+
+SQLite: every connection gets WAL (readers never block the writer), ``busy_timeout``
+(writers queue instead of failing at once), ``synchronous`` from settings (FULL keeps a
+committed transfer across power loss) and ``foreign_keys=ON`` (off by default in SQLite).
+The driver's own transaction handling is switched off and SQLAlchemy emits ``BEGIN``
+itself, so DDL is transactional and a caller can ask for ``BEGIN IMMEDIATE`` with
+``connection.execution_options(sqlite_begin="IMMEDIATE")`` to take the write lock up
+front and avoid SQLITE_BUSY upgrades mid-transaction.
+
+PostgreSQL: psycopg 3 (``postgresql+psycopg://``), pre-ping so a pool survives a
+server restart, and a connect timeout so a dead server fails readiness quickly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from strongroom.config import Settings
+
+SQLITE_BEGIN_OPTION = "sqlite_begin"
+_SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
+
+
+def normalize_url(url: str) -> str:
+    """Pin PostgreSQL URLs to psycopg 3 whatever driver (or none) the operator wrote."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() != "psycopg":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(settings: Settings, *, url: str | None = None) -> Engine:
+    """An engine for ``url`` (default: ``settings.database_url``); no connection is opened yet."""
+    resolved = normalize_url(url or settings.database_url)
+    backend = make_url(resolved).get_backend_name()
+    db = settings.database
+    if backend == "sqlite":
+        engine = sa.create_engine(
+            resolved,
+            pool_size=db.pool_size,
+            connect_args={
+                "timeout": db.busy_timeout_ms / 1000,
+                "check_same_thread": False,
+            },
+        )
+        _install_sqlite_events(engine, settings)
+        return engine
+    if backend == "postgresql":
+        return sa.create_engine(
+            resolved,
+            pool_size=db.pool_size,
+            pool_pre_ping=True,
+            connect_args={
+                # libpq takes whole seconds and treats 1 as 2; round up, never to 0 (= forever).
+                "connect_timeout": max(2, math.ceil(db.connect_timeout_s)),
+                "application_name": settings.observe.service_name,
+            },
+        )
+    raise ValueError(f"unsupported database backend {backend!r}: use sqlite or postgresql")
+
+
+def _install_sqlite_events(engine: Engine, settings: Settings) -> None:
+    db = settings.database
+    pragmas = (
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA busy_timeout={int(db.busy_timeout_ms)}",
+        f"PRAGMA synchronous={db.sqlite_synchronous}",
+        "PRAGMA foreign_keys=ON",
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # None = driver autocommit: pysqlite stops issuing its own BEGIN/COMMIT
+        # (which skips DDL) and SQLAlchemy's "begin" hook below takes over.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in pragmas:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION)
+        if mode is None:
+            connection.exec_driver_sql("BEGIN")
+            return
+        if mode not in _SQLITE_BEGIN_MODES:
+            raise ValueError(f"{SQLITE_BEGIN_OPTION} must be one of {sorted(_SQLITE_BEGIN_MODES)}")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"

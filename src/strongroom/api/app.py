@@ -1,0 +1,131 @@
+"""The pod's ASGI application: wiring happens here, once, at start-up.
+
+Later issues add their routers to :func:`build_v1_router`. The app keeps no state that
+matters between requests: two pods built from the same settings answer alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, FastAPI
+from opentelemetry import trace
+from prometheus_client import Counter, Gauge
+from sqlalchemy.engine import Engine
+
+from strongroom.adapters.db.engine import make_engine
+from strongroom.adapters.db.migrate import Readiness, check_ready
+from strongroom.api import health, service_info
+from strongroom.api.error_handlers import install_error_handlers
+from strongroom.api.lifecycle import PodIdentity, PodState, ReadinessCheck
+from strongroom.api.middleware import PodMiddleware
+from strongroom.config import Settings
+from strongroom.observe.metrics import HttpMetrics, new_registry
+
+API_TITLE = "Strongroom API"
+
+
+def build_v1_router() -> APIRouter:
+    """Everything under ``/v1``; each resource's router is included here."""
+    v1 = APIRouter(prefix="/v1")
+    v1.include_router(service_info.router)
+    return v1
+
+
+def _readiness_check(engine: Engine, timeout_s: float) -> ReadinessCheck:
+    async def check() -> Readiness:
+        # The check blocks on the driver, so it runs in a worker thread; past the
+        # prober's own timeout an answer is useless, so stop waiting then.
+        with anyio.move_on_after(timeout_s):
+            return await anyio.to_thread.run_sync(check_ready, engine, abandon_on_cancel=True)
+        return Readiness(False, f"storage check exceeded {timeout_s:g}s")
+
+    return check
+
+
+def create_app(
+    settings: Settings,
+    *,
+    zone: str,
+    pod_name: str,
+    engine: Engine | None = None,
+    tracer: trace.Tracer | None = None,
+) -> FastAPI:
+    """Build a pod's app. No connection is opened until the first readiness probe.
+
+    ``engine`` defaults to one built from settings (and disposed at shutdown);
+    ``tracer`` is what :func:`strongroom.observe.tracing.configure_tracing` returned.
+    """
+    owns_engine = engine is None
+    db_engine = engine if engine is not None else make_engine(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_engine:
+            db_engine.dispose()
+
+    app = FastAPI(
+        title=API_TITLE,
+        version=settings.version,
+        # Interactive docs would load scripts from a CDN; the document itself is enough.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/v1/openapi.json",
+        lifespan=lifespan,
+    )
+
+    registry = new_registry()
+    http_metrics = HttpMetrics.create(registry)
+    edge_proof_failures = Counter(
+        "pod_edge_proof_failures",
+        "Requests whose X-Strongroom-Edge header did not match: something bypassed the edge.",
+        namespace="strongroom",
+        registry=registry,
+    )
+    draining_gauge = Gauge(
+        "pod_draining",
+        "1 while this pod drains before shutdown.",
+        namespace="strongroom",
+        registry=registry,
+    )
+    Gauge(
+        "pod_info",
+        "Constant 1, labelled with this pod's identity.",
+        ["pod", "zone", "version"],
+        namespace="strongroom",
+        registry=registry,
+    ).labels(pod_name, zone, settings.version).set(1)
+
+    # The edge gives up on a probe after its health timeout; answering later is pointless.
+    readiness = _readiness_check(db_engine, settings.edge.balancer.health_timeout_s)
+    state = PodState(
+        identity=PodIdentity(
+            name=pod_name,
+            zone=zone,
+            version=settings.version,
+            service=settings.observe.service_name,
+        ),
+        readiness=readiness,
+    )
+    state.on_drain.append(lambda: draining_gauge.set(1))
+    app.state.pod = state
+    app.state.metrics_registry = registry
+    app.state.engine = db_engine
+
+    install_error_handlers(app)
+    app.add_middleware(
+        PodMiddleware,
+        state=state,
+        metrics=http_metrics,
+        edge_proof_failures=edge_proof_failures,
+        edge_secret=settings.secrets.edge_secret.get_secret_value().encode(),
+        body_bytes_max=settings.pods.request_body_bytes_max,
+        tracer=tracer,
+    )
+    app.include_router(health.router)
+    app.include_router(build_v1_router())
+    return app

@@ -1,0 +1,1 @@
+"""The ``strongroom`` command line (Typer): up, status, openapi, db, config, version."""

@@ -1,0 +1,338 @@
+"""One typed settings tree for every Strongroom process.
+
+Precedence (lowest first): built-in defaults, a TOML file, ``STRONGROOM_*``
+environment variables (nested with ``__``, e.g. ``STRONGROOM_EDGE__PORT``), then
+explicit keyword overrides (the CLI's flags). The supervisor serialises the
+effective tree to ``<data_dir>/run/settings.json`` so every child process runs
+with exactly the configuration its parent resolved.
+
+Every limit, timeout and retry count is a named setting with the reason for
+its default beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from strongroom import __version__
+
+CONFIG_ENV_VAR = "STRONGROOM_CONFIG"
+SETTINGS_FILE_ENV_VAR = "STRONGROOM_SETTINGS_FILE"
+DEFAULT_EDGE_SECRET = "strongroom-embedded-edge-secret-change-me"  # noqa: S105 - the known default production refuses
+
+
+class EdgeLimits(BaseModel):
+    """Hard limits at the edge; every one fails closed with a problem+json error."""
+
+    # 8 KiB per header line and 32 KiB in all match nginx's large_client_header_buffers
+    # order of magnitude while leaving room for long bearer/DPoP tokens.
+    header_line_bytes_max: int = 8192
+    header_bytes_max: int = 32768
+    header_count_max: int = 100
+    url_bytes_max: int = 8192
+    # A batch of 8,190 transfers is ~2 MiB of JSON; 4 MiB leaves headroom, no more.
+    body_bytes_max: int = 4 * 1024 * 1024
+    # Slowloris: the whole header block must arrive within this time.
+    header_read_timeout_s: float = 10.0
+    # A body that stalls for this long between reads is abandoned.
+    body_read_timeout_s: float = 15.0
+    # Idle keep-alive clients are cheap (~30 KiB each) but not free.
+    idle_timeout_s: float = 75.0
+    # Per edge worker; 20,000 is this machine's fd limit, keep headroom for upstreams.
+    connections_max: int = 16384
+    # Requests served on one client connection before we ask it to reconnect.
+    requests_per_connection_max: int = 10_000
+
+
+class BalancerSettings(BaseModel):
+    """L7 load balancing, health checking, outlier ejection, retries, circuit breaking."""
+
+    algorithm: Literal["p2c", "round_robin"] = "p2c"
+    # Active health checks: one probe per pod per interval.
+    health_path: str = "/readyz"
+    health_interval_s: float = 1.0
+    health_timeout_s: float = 1.0
+    health_rise: int = 2
+    health_fall: int = 2
+    # Passive outlier ejection: this many consecutive 5xx/connect failures eject a pod.
+    outlier_consecutive_failures: int = 5
+    ejection_base_s: float = 2.0
+    ejection_max_s: float = 60.0
+    # Never eject more than this share of pods passively (active checks still can).
+    ejection_max_percent: int = 50
+    # The ejection backoff level halves after each quiet period this long: as long as the
+    # longest ejection, so a pod must stay good longer than it was ever out to be forgiven.
+    ejection_decay_s: float = 60.0
+    # Retries: total attempts per request including the first one.
+    attempts_max: int = 3
+    # Retry budget: retries may add at most this share of requests, plus a floor per second.
+    retry_budget_ratio: float = 0.2
+    retry_budget_min_per_s: float = 10.0
+    # Window over which requests earn retries (Finagle's default TTL): long enough to
+    # smooth bursts, short enough that a past quiet spell cannot fund a retry storm.
+    retry_budget_window_s: float = 10.0
+    # Circuit breaking: more outstanding requests than this on a pod → it is skipped;
+    # all pods full → fast 503.
+    pending_per_pod_max: int = 512
+    # Upstream keep-alive pool per pod.
+    pool_idle_per_pod_max: int = 128
+    pool_idle_timeout_s: float = 30.0
+    connect_timeout_s: float = 1.0
+    # Time to the first response byte from a pod.
+    response_timeout_s: float = 30.0
+    # Seconds suggested to clients in Retry-After when we shed or have no pod.
+    retry_after_s: int = 1
+
+
+class CacheSettings(BaseModel):
+    """The edge's RFC 9111 shared cache and response compression."""
+
+    enabled: bool = True
+    # Per edge worker, counting bodies, headers and memoised compressed variants: cacheable
+    # API responses (JWKS, metadata, public docs) are few and small, 64 MiB is ample.
+    bytes_max: int = 64 * 1024 * 1024
+    # Larger objects are passed through: one of them would evict hundreds of small ones.
+    object_bytes_max: int = 1024 * 1024
+    # Stored variants per URL (one per distinct value of the Vary'd request headers): a
+    # client rotating e.g. Accept-Language must not turn one URL into an unbounded list
+    # that every lookup scans.
+    variants_per_key_max: int = 8
+    # How long past expiry a stored response may still answer when every pod fails
+    # (RFC 9111 §4.2.4 "disconnected"; a response's own stale-if-error, RFC 5861, wins).
+    # Short, so an outage does not serve old data for long; never for must-revalidate.
+    stale_if_error_s: float = 30.0
+    # Concurrent misses on one URL wait for a single upstream fetch; beyond this many
+    # waiters the next caller is refused (503) rather than queued without bound.
+    coalesce_waiters_max: int = 1024
+    compression: bool = True
+    # Below ~512 B the gzip/brotli framing eats most of the saving.
+    compression_bytes_min: int = 512
+    # Buffered compression only: bigger responses stream through untouched.
+    compression_bytes_max: int = 4 * 1024 * 1024
+    # gzip 5 / brotli 4 are the usual on-the-fly sweet spots: most of the ratio of the top
+    # levels at a fraction of the CPU (compressed variants are memoised for cache hits).
+    gzip_level: int = 5
+    brotli_quality: int = 4
+
+
+class EdgeSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8443
+    workers: int = 1
+    # Loopback admin listener per edge worker (admin_port + worker index): /healthz, /metrics.
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9440
+    # Zones of edge workers, assigned round-robin by worker index; empty → pods' zones.
+    zones: list[str] = Field(default_factory=list)
+    hsts_max_age_s: int = 63_072_000  # two years, the HSTS preload list's minimum is one
+    # One JSON log line per request; off by default because it costs ~10% throughput.
+    access_log: bool = False
+    # Paths answered 404 at the edge: operator endpoints are scraped on the private network.
+    private_paths: list[str] = Field(default_factory=lambda: ["/metrics", "/readyz"])
+    # Plain HTTP on the public port: only for benchmarks measuring TLS cost, never in production.
+    plaintext: bool = False
+    limits: EdgeLimits = Field(default_factory=EdgeLimits)
+    balancer: BalancerSettings = Field(default_factory=BalancerSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    # How often edge workers look for changed upstream lists and certificates.
+    reload_poll_s: float = 1.0
+
+
+class TlsSettings(BaseModel):
+    """Certificates: configured files, or a local CA generated in the data dir."""
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # Names the generated leaf certificate covers.
+    hostnames: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "::1"])
+    ca_validity_days: int = 3650
+    # Short-lived leaves; the cert worker renews them well before expiry.
+    leaf_validity_days: int = 30
+    leaf_renew_before_days: int = 10
+    # Issued certificates start this long in the past so a client whose clock runs a few
+    # minutes slow still accepts a leaf renewed moments ago (common on laptops and VMs).
+    not_before_backdate_s: int = 300
+
+
+class PodSettings(BaseModel):
+    count: int = 2
+    host: str = "127.0.0.1"
+    # Pod i listens on port_base + i.
+    port_base: int = 8500
+    zones: list[str] = Field(default_factory=lambda: ["a"])
+    # After SIGTERM, /readyz turns 503 and the pod keeps serving for this long so every
+    # edge worker sees it (health interval x fall + margin) before it stops accepting.
+    drain_grace_s: float = 3.0
+    # Then in-flight requests get this long to finish.
+    shutdown_timeout_s: float = 10.0
+    request_body_bytes_max: int = 4 * 1024 * 1024
+
+
+class WorkerSettings(BaseModel):
+    count: int = 1
+    # Certificate renewal check period.
+    cert_check_interval_s: float = 3600.0
+    # After SIGTERM, running jobs get this long to finish their current step; below the
+    # supervisor's stop_timeout_s so a clean exit normally beats the SIGKILL.
+    shutdown_timeout_s: float = 10.0
+
+
+class SupervisorSettings(BaseModel):
+    restart_backoff_initial_s: float = 0.2
+    restart_backoff_max_s: float = 30.0
+    # Doubling reaches the 30 s cap after ~8 quick crashes: fast recovery from a one-off
+    # crash, no busy loop for a process that cannot start.
+    restart_backoff_factor: float = 2.0
+    # A process that stayed up this long has its backoff reset.
+    restart_backoff_reset_s: float = 30.0
+    health_poll_s: float = 1.0
+    # One probe may take at most this long; a loopback listener that needs more is not healthy.
+    health_timeout_s: float = 1.0
+    # Per role, how long to wait for a graceful exit before SIGKILL.
+    stop_timeout_s: float = 20.0
+    # `up` waits at most this long for every pod to be ready before it reports.
+    startup_timeout_s: float = 60.0
+
+
+class DatabaseSettings(BaseModel):
+    # Empty → sqlite file in the data dir.
+    url: str = ""
+    pool_size: int = 10
+    # SQLite: synchronous=FULL keeps a committed transfer across power loss.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    busy_timeout_ms: int = 5000
+    # PostgreSQL connect timeout: a dead server must fail a pod's readiness probe within
+    # a few probe intervals, not hang until the kernel's TCP timeout (minutes).
+    connect_timeout_s: float = 5.0
+
+
+class CacheBackendSettings(BaseModel):
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+
+class StreamSettings(BaseModel):
+    backend: Literal["sqlite", "nats"] = "sqlite"
+    nats_url: str = "nats://127.0.0.1:4222"
+
+
+class ObserveSettings(BaseModel):
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = True
+    tracing: bool = False
+    otlp_endpoint: str | None = None
+    service_name: str = "strongroom"
+
+
+class SecretSettings(BaseModel):
+    # Shared by edge and pods: pods trust Forwarded/X-Request-Id only with this proof.
+    edge_secret: SecretStr = SecretStr(DEFAULT_EDGE_SECRET)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STRONGROOM_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    profile: Literal["embedded", "production"] = "embedded"
+    data_dir: Path = Path(".strongroom")
+    version: str = __version__
+    edge: EdgeSettings = Field(default_factory=EdgeSettings)
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+    pods: PodSettings = Field(default_factory=PodSettings)
+    workers: WorkerSettings = Field(default_factory=WorkerSettings)
+    supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    cache: CacheBackendSettings = Field(default_factory=CacheBackendSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
+    observe: ObserveSettings = Field(default_factory=ObserveSettings)
+    secrets: SecretSettings = Field(default_factory=SecretSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = os.environ.get(CONFIG_ENV_VAR)
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _production_needs_real_secrets(self) -> Settings:
+        if self.profile == "production":
+            problems = []
+            if self.secrets.edge_secret.get_secret_value() == DEFAULT_EDGE_SECRET:
+                problems.append("secrets.edge_secret is the built-in default")
+            if self.edge.plaintext:
+                problems.append("edge.plaintext serves without TLS")
+            if not self.database.url.startswith("postgresql"):
+                problems.append("database.url must be a PostgreSQL URL")
+            if problems:
+                raise ValueError("refusing the production profile: " + "; ".join(problems))
+        if self.pods.count < 1 or self.edge.workers < 1:
+            raise ValueError("at least one pod and one edge worker are needed")
+        if not self.pods.zones:
+            raise ValueError("pods.zones must name at least one zone")
+        return self
+
+    # Derived locations -------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.data_dir / 'strongroom.db').resolve()}"
+
+    def pod_zone(self, index: int) -> str:
+        return self.pods.zones[index % len(self.pods.zones)]
+
+    def edge_zone(self, index: int) -> str:
+        zones = self.edge.zones or self.pods.zones
+        return zones[index % len(zones)]
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Resolve defaults < TOML < environment < overrides.
+
+    Child processes started by the supervisor load the frozen tree from
+    ``STRONGROOM_SETTINGS_FILE`` instead, so they never re-resolve differently.
+    """
+    frozen = os.environ.get(SETTINGS_FILE_ENV_VAR)
+    if frozen and config_file is None and not overrides:
+        return Settings.model_validate_json(Path(frozen).read_text())
+    if config_file is not None:
+        os.environ[CONFIG_ENV_VAR] = str(config_file)
+    return Settings(**overrides)
+
+
+def dump_settings(settings: Settings) -> str:
+    """Serialise including secrets: the file is written 0600 in the run dir."""
+    data = settings.model_dump(mode="json")
+    data["secrets"] = {"edge_secret": settings.secrets.edge_secret.get_secret_value()}
+    return json.dumps(data, indent=2, sort_keys=True)
