@@ -788,14 +788,15 @@ class Exchange:
         framing: bytes,
     ) -> bytes:
         parts = [_status_line(status)]
+        cache_state = self.cache_state
         for name, value in headers:
-            if name not in http1.RESPONSE_HOP_BY_HOP:
+            if name not in http1.RESPONSE_HOP_BY_HOP and not (cache_state and name == b"x-cache"):
                 parts.append(b"%s: %s\r\n" % (name, value))
         parts.append(framing)
         parts.append(b"x-request-id: %s\r\n" % self.request_id.encode())
         parts.append(b"strict-transport-security: %s\r\n" % self.state.hsts)
-        if self.cache_state:
-            parts.append(b"x-cache: %s\r\n" % self.cache_state)
+        if cache_state:
+            parts.append(b"x-cache: %s\r\n" % cache_state)
         if not self.keep_alive or self.client.closing:
             self.keep_alive = False
             parts.append(b"connection: close\r\n")

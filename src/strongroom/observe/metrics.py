@@ -45,6 +45,9 @@ UNMATCHED_ROUTE = "<unmatched>"
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
+# Any other method is labelled OTHER: a client inventing methods must not mint series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 # The ``*_created`` series double the exposition size and Prometheus ignores them in
 # the text format; every Strongroom process shares this choice.
 disable_created_metrics()
@@ -105,6 +108,8 @@ class HttpMetrics:
         )
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        if method not in KNOWN_METHODS:
+            method = "OTHER"
         key = (route, method, str(status))
         children = self._children.get(key)
         if children is None:

@@ -46,7 +46,7 @@ def make(
 ) -> tuple[Balancer, FakeClock]:
     clock = FakeClock()
     balancer = Balancer(
-        BalancerSettings(**overrides),  # type: ignore[arg-type]
+        BalancerSettings(**overrides),
         own_zone,
         clock=clock,
         rng=random.Random(seed),
@@ -56,7 +56,7 @@ def make(
 
 
 def make_with(upstreams: list[Upstream], **overrides: object) -> Balancer:
-    balancer = Balancer(BalancerSettings(**overrides), "a", rng=random.Random(7))  # type: ignore[arg-type]
+    balancer = Balancer(BalancerSettings(**overrides), "a", rng=random.Random(7))
     balancer.set_upstreams(upstreams)
     return balancer
 
@@ -139,7 +139,7 @@ def test_a_failure_restarts_the_rise_count() -> None:
 
 
 def test_unchanged_pods_keep_their_state_across_list_updates() -> None:
-    balancer, clock = make(2)
+    balancer, _ = make(2)
     target = pod(balancer, "pod-0")
     balancer.begin(target)
     fail(balancer, "pod-1", 5)
@@ -592,7 +592,7 @@ def test_pick_returns_only_eligible_pods_and_prefers_the_own_zone(
 ) -> None:
     clock = FakeClock()
     balancer = Balancer(
-        BalancerSettings(algorithm=algorithm, pending_per_pod_max=3, health_fall=1),  # type: ignore[arg-type]
+        BalancerSettings(algorithm=algorithm, pending_per_pod_max=3, health_fall=1),
         "a",
         clock=clock,
         rng=random.Random(seed),
@@ -627,6 +627,29 @@ def test_pick_returns_only_eligible_pods_and_prefers_the_own_zone(
             assert eligible(balancer, chosen, exclude)
             if any(p.upstream.zone == "a" for p in candidates):
                 assert chosen.upstream.zone == "a"
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(2, 8),
+    down=st.sets(st.integers(0, 7), max_size=6),
+    seed=st.integers(0, 2**32),
+)
+def test_p2c_spreads_evenly_across_the_available_equal_pods(
+    n: int, down: set[int], seed: int
+) -> None:
+    balancer = Balancer(BalancerSettings(), "a", rng=random.Random(seed))
+    balancer.set_upstreams([upstream(i) for i in range(n)])
+    for i in down:
+        balancer.set_health(f"pod-{i}", ok=False, draining=True)
+    up = [p.name for p in balancer.pods if p.healthy]
+    if not up:
+        return
+    total = 600 * len(up)
+    counts = picks(balancer, total)
+    assert set(counts) == set(up)
+    for name in up:
+        assert abs(counts[name] / total - 1 / len(up)) < 0.25 / len(up)
 
 
 @settings(max_examples=200, deadline=None)

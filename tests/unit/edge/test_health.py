@@ -77,7 +77,7 @@ def settings(**overrides: object) -> BalancerSettings:
         "health_fall": 2,
     }
     values.update(overrides)
-    return BalancerSettings(**values)  # type: ignore[arg-type]
+    return BalancerSettings(**values)
 
 
 def seeded_balancer(cfg: BalancerSettings, *upstreams: Upstream) -> Balancer:
@@ -130,9 +130,7 @@ def test_probe_of_a_silent_server_gives_up_after_the_timeout() -> None:
 def test_probe_of_a_non_http_server_returns_zero() -> None:
     async def scenario() -> int:
         async with serving("garbage") as server:
-            return await probe_http(
-                endpoint("p", server.port), path="/readyz", timeout_s=TIMEOUT_S
-            )
+            return await probe_http(endpoint("p", server.port), path="/readyz", timeout_s=TIMEOUT_S)
 
     assert asyncio.run(scenario()) == 0
 

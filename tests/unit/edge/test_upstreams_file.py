@@ -70,11 +70,19 @@ def test_write_replaces_the_file_by_rename(tmp_path: Path) -> None:
     assert path.stat().st_ino != before
 
 
-def test_a_failed_write_keeps_the_old_list(tmp_path: Path) -> None:
+def test_a_failed_write_keeps_the_old_list_and_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "upstreams.json"
     write_upstreams_file(path, 1, PODS)
-    with pytest.raises(TypeError):
-        write_upstreams_file(path, 2, [object()])  # type: ignore[list-item]
+
+    def full_disk(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        write_upstreams_file(path, 2, PODS[:1])
+    monkeypatch.undo()
     assert read_upstreams_file(path) == (1, PODS)
     assert os.listdir(tmp_path) == ["upstreams.json"]
 
