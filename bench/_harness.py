@@ -42,6 +42,8 @@ from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
+from strongroom.config import Settings, dump_settings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -235,9 +237,7 @@ def http_get(
     host = parts.hostname or "127.0.0.1"
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(
-            host, parts.port, timeout=timeout_s, context=ssl_context
-        )
+        conn = http.client.HTTPSConnection(host, parts.port, timeout=timeout_s, context=ssl_context)
     else:
         conn = http.client.HTTPConnection(host, parts.port, timeout=timeout_s)
     try:
@@ -271,6 +271,96 @@ def wait_ready(
             last = exc
         time.sleep(0.1)
     raise TimeoutError(f"{url} not ready after {timeout_s} s (last: {last!r})")
+
+
+# --- Strongroom processes ----------------------------------------------------------------
+
+# The bench stops pods right after measuring: no edge is left to see a drain.
+BENCH_POD_DRAIN_GRACE_S = 0.2
+
+
+def bench_settings(data_dir: Path, *, pod_port: int, admin_port: int) -> Settings:
+    """Settings for one pod (``pod_port``) and edges whose admin ports start at ``admin_port``.
+
+    Only ports, the data dir and the pod's drain grace differ from the defaults: the
+    bench measures the edge as shipped.
+    """
+    base = Settings()
+    return base.model_copy(
+        update={
+            "data_dir": data_dir,
+            "pods": base.pods.model_copy(
+                update={
+                    "count": 1,
+                    "port_base": pod_port,
+                    "zones": ["a"],
+                    "drain_grace_s": BENCH_POD_DRAIN_GRACE_S,
+                }
+            ),
+            "edge": base.edge.model_copy(update={"admin_port": admin_port}),
+        }
+    )
+
+
+def with_edge(settings: Settings, **changes: Any) -> Settings:
+    """``settings`` with some ``edge.*`` fields replaced (port, plaintext, limits...)."""
+    return settings.model_copy(update={"edge": settings.edge.model_copy(update=changes)})
+
+
+def write_settings_file(settings: Settings, name: str) -> Path:
+    """The frozen tree a child reads through ``STRONGROOM_SETTINGS_FILE`` (mode 0600)."""
+    path = settings.run_dir / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(dump_settings(settings))
+    return path
+
+
+def child_argv(
+    role: str, *, index: int = 0, zone: str = "a", entry: str | None = None
+) -> list[str]:
+    """``python -m strongroom.runtime.child <role>``: how the supervisor starts its children."""
+    argv = [sys.executable, "-m", "strongroom.runtime.child", role, "--index", str(index)]
+    argv += ["--zone", zone]
+    if entry is not None:
+        argv += ["--entry", entry]
+    return argv
+
+
+# The upstream the bench puts behind the proxies: the real pod (FastAPI app) or a bare
+# Starlette app, which answers ~2-3x faster and so loads the proxy harder.
+POD_ENTRIES: dict[str, str | None] = {
+    "real": None,
+    "starlette": "bench._harness:run_starlette_pod",
+}
+
+
+def run_starlette_pod(settings: Settings, index: int, zone: str) -> None:
+    """A minimal pod (``/healthz``, ``/readyz``) with the real pod's server settings."""
+    # Imported here: only the pod child pays for the web stack.
+    import uvicorn  # noqa: PLC0415
+    from starlette.applications import Starlette  # noqa: PLC0415
+    from starlette.requests import Request  # noqa: PLC0415
+    from starlette.responses import JSONResponse  # noqa: PLC0415
+    from starlette.routing import Route  # noqa: PLC0415
+
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ready"})
+
+    app = Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz)])
+    uvicorn.run(
+        app,
+        host=settings.pods.host,
+        port=settings.pods.port_base + index,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=int(settings.edge.balancer.pool_idle_timeout_s) + 5,
+    )
 
 
 # --- load -----------------------------------------------------------------------------
@@ -392,7 +482,7 @@ def run_load(
         text=True,
         timeout=duration_s + LOAD_GRACE_S,
         check=False,
-        preexec_fn=_die_with_parent,  # noqa: PLW1509 - single-threaded bench parent
+        preexec_fn=_die_with_parent,
     )
     if completed.returncode != 0:
         raise RuntimeError(f"load generator failed ({completed.returncode}): {completed.stderr}")
@@ -448,6 +538,7 @@ async def python_load(url: str, connections: int, duration_s: float) -> LoadResu
         ssl_context = ssl.create_default_context()
         ssl_context.check_hostname = False
         ssl_context.verify_mode = ssl.CERT_NONE
+    host = parts.hostname or "127.0.0.1"
     port = parts.port or (443 if ssl_context else 80)
     request = f"GET {parts.path or '/'} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
     latencies: list[float] = []
@@ -456,9 +547,7 @@ async def python_load(url: str, connections: int, duration_s: float) -> LoadResu
     deadline = started + duration_s
     await asyncio.gather(
         *(
-            _one_connection(
-                parts.hostname or "127.0.0.1", port, request, ssl_context, deadline, latencies, errors
-            )
+            _one_connection(host, port, request, ssl_context, deadline, latencies, errors)
             for _ in range(connections)
         )
     )
@@ -512,10 +601,11 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
 
 def write_chart(path: Path, draw: Callable[[Any], None], *, size: tuple[float, float]) -> None:
     """Render with matplotlib's Agg backend (no display) into a PNG of ``size`` inches."""
-    import matplotlib
+    # Imported here: matplotlib takes ~0.5 s to import and only the final step draws.
+    import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415
 
     figure = plt.figure(figsize=size, dpi=100)
     try:

@@ -1,9 +1,9 @@
-"""The supervisor runs real OS processes: fake roles defined below stand in for edge/pod/worker.
+"""The supervisor runs real OS processes; fake roles stand in for edge, pod and worker.
 
-The fake roles are started through the real child entry point
-(``python -m strongroom.runtime.child <role> --entry tests.integration.test_supervisor:fake_*``)
-and log ``start``/``term``/``exit`` lines to a shared file, so the tests observe
-restarts and the stop order from outside the supervisor.
+The fakes (``supervisor_fake_roles``) start through the real child entry point
+(``python -m strongroom.runtime.child <role> --entry ...``) and log
+``start``/``term``/``exit`` lines to a shared file, so the tests observe restarts
+and the stop order from outside the supervisor.
 """
 
 from __future__ import annotations
@@ -20,71 +20,19 @@ from typing import Any
 
 import pytest
 
+from tests.integration import supervisor_fake_roles as fake_roles
 from strongroom.config import Settings
 from strongroom.runtime.lock import SupervisorAlreadyRunningError
 from strongroom.runtime.state import pid_alive, read_state, read_upstreams
 from strongroom.runtime.supervisor import Supervisor
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-EVENTS_ENV = "STRONGROOM_TEST_EVENTS_FILE"
-STUBBORN_ENV = "STRONGROOM_TEST_STUBBORN"
-# Fake roles linger this long after SIGTERM, so a supervisor that did not wait for one
-# role before signalling the next would interleave their lines in the events file.
-FAKE_DRAIN_S = 0.2
-MODULE = "tests.integration.test_supervisor"
 ENTRYPOINTS = {
-    "edge": f"{MODULE}:fake_edge",
-    "pod": f"{MODULE}:fake_pod",
-    "worker": f"{MODULE}:fake_worker",
+    "edge": f"{fake_roles.__name__}:edge",
+    "pod": f"{fake_roles.__name__}:pod",
+    "worker": f"{fake_roles.__name__}:worker",
 }
 READY_TIMEOUT_S = 20.0
-
-
-# Fake roles (run inside child processes) -------------------------------------------------
-def _record(event: str) -> None:
-    with open(os.environ[EVENTS_ENV], "a", encoding="utf-8") as handle:
-        handle.write(event + "\n")
-
-
-def _fake_role(name: str, host: str | None, port: int | None) -> None:
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        if os.environ.get(STUBBORN_ENV) == name:
-            loop.add_signal_handler(signal.SIGTERM, lambda: None)
-        else:
-            loop.add_signal_handler(signal.SIGTERM, stop.set)
-
-        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-            await writer.drain()
-            writer.close()
-
-        server = None
-        if host is not None and port is not None:
-            server = await asyncio.start_server(answer, host, port, reuse_address=True)
-        _record(f"start {name} {os.getpid()}")
-        await stop.wait()
-        _record(f"term {name}")
-        await asyncio.sleep(FAKE_DRAIN_S)
-        if server is not None:
-            server.close()
-        _record(f"exit {name}")
-
-    asyncio.run(main())
-
-
-def fake_edge(settings: Settings, index: int, zone: str) -> None:
-    _fake_role(f"edge-{index}", settings.edge.admin_host, settings.edge.admin_port + index)
-
-
-def fake_pod(settings: Settings, index: int, zone: str) -> None:
-    _fake_role(f"pod-{index}", settings.pods.host, settings.pods.port_base + index)
-
-
-def fake_worker(settings: Settings, index: int) -> None:
-    _fake_role(f"worker-{index}", None, None)
 
 
 # Helpers ---------------------------------------------------------------------------------
@@ -111,11 +59,14 @@ def free_port_block(count: int) -> int:
     raise RuntimeError("no block of free ports found")
 
 
-def make_settings(tmp_path: Path, **supervisor: Any) -> Settings:
+def make_settings(tmp_path: Path, pods: int = 2, edges: int = 2, **supervisor: Any) -> Settings:
+    """Fast supervisor timings on free ports; 2+2 processes by default to test zones."""
+    # One block for every port, so pod, edge and admin ports cannot collide with each other.
+    base = free_port_block(pods + 1 + edges)
     return Settings(
         data_dir=tmp_path / "data",
-        pods={"count": 2, "port_base": free_port_block(2), "zones": ["a", "b"]},
-        edge={"workers": 2, "port": free_port_block(1), "admin_port": free_port_block(2)},
+        pods={"count": pods, "port_base": base, "zones": ["a", "b"]},
+        edge={"workers": edges, "port": base + pods, "admin_port": base + pods + 1},
         workers={"count": 1},
         supervisor={
             "restart_backoff_initial_s": 0.3,
@@ -133,7 +84,7 @@ def make_supervisor(settings: Settings, events: Path, **env: str) -> Supervisor:
     return Supervisor(
         settings,
         entrypoints=ENTRYPOINTS,
-        env={"PYTHONPATH": str(REPO_ROOT), EVENTS_ENV: str(events), **env},
+        env={"PYTHONPATH": str(REPO_ROOT), fake_roles.EVENTS_ENV: str(events), **env},
     )
 
 
@@ -186,7 +137,7 @@ def test_upstreams_and_settings_files_are_written_before_children_start(tmp_path
 
 
 def test_killed_child_is_restarted_with_a_new_pid_after_growing_backoff(tmp_path: Path):
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, pods=2, edges=1)
 
     async def scenario() -> None:
         async with make_supervisor(settings, tmp_path / "events") as sup:
@@ -211,7 +162,7 @@ def test_killed_child_is_restarted_with_a_new_pid_after_growing_backoff(tmp_path
 
 
 def test_backoff_resets_after_the_child_stayed_up(tmp_path: Path):
-    settings = make_settings(tmp_path, restart_backoff_reset_s=0.5)
+    settings = make_settings(tmp_path, pods=1, edges=1, restart_backoff_reset_s=0.5)
 
     async def scenario() -> None:
         async with make_supervisor(settings, tmp_path / "events") as sup:
@@ -251,18 +202,21 @@ def test_stop_terminates_edge_then_pods_then_workers(tmp_path: Path):
 
 
 def test_child_that_dies_during_shutdown_is_not_restarted(tmp_path: Path):
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, pods=1, edges=1)
     events = tmp_path / "events"
 
     async def scenario() -> None:
         sup = make_supervisor(settings, events)
         await sup.start()
         await sup.wait_ready(READY_TIMEOUT_S)
+        while not any(line.startswith("start worker-0") for line in events_of(events)):
+            await asyncio.sleep(0.05)
         sup.request_stop()
         sup.kill("worker-0", signal.SIGKILL)
         await asyncio.sleep(settings.supervisor.restart_backoff_initial_s * 2)
         await sup.stop()
         assert sup.processes["worker-0"].pid is None
+        assert sup.processes["worker-0"].restarts == 0
 
     run(scenario)
     starts = [line for line in events_of(events) if line.startswith("start worker-0")]
@@ -270,11 +224,11 @@ def test_child_that_dies_during_shutdown_is_not_restarted(tmp_path: Path):
 
 
 def test_child_ignoring_sigterm_is_killed_after_stop_timeout(tmp_path: Path):
-    settings = make_settings(tmp_path, stop_timeout_s=0.5)
+    settings = make_settings(tmp_path, pods=2, edges=1, stop_timeout_s=0.5)
     events = tmp_path / "events"
 
     async def scenario() -> None:
-        sup = make_supervisor(settings, events, **{STUBBORN_ENV: "pod-1"})
+        sup = make_supervisor(settings, events, **{fake_roles.STUBBORN_ENV: "pod-1"})
         await sup.start()
         await sup.wait_ready(READY_TIMEOUT_S)
         pid = sup.processes["pod-1"].pid
@@ -288,7 +242,7 @@ def test_child_ignoring_sigterm_is_killed_after_stop_timeout(tmp_path: Path):
 
 
 def test_second_supervisor_on_the_same_data_dir_is_refused(tmp_path: Path):
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, pods=1, edges=1)
 
     async def scenario() -> None:
         async with make_supervisor(settings, tmp_path / "events"):

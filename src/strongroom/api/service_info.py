@@ -61,12 +61,6 @@ async def service_info(state: Annotated[PodState, Depends(pod_state)]) -> Servic
     )
 
 
-@router.api_route(
-    "/echo",
-    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-    response_model=Echo,
-    summary="Echo the request as this pod received it",
-)
 async def echo(
     request: Request,
     context: Annotated[RequestContext, Depends(request_context)],
@@ -91,4 +85,16 @@ async def echo(
         body_bytes=len(body),
         pod=state.identity.name,
         zone=state.identity.zone,
+    )
+
+
+# One operation per method: OpenAPI operation ids must be unique.
+for _method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+    router.add_api_route(
+        "/echo",
+        echo,
+        methods=[_method],
+        response_model=Echo,
+        operation_id=f"echo_{_method.lower()}",
+        summary="Echo the request as this pod received it",
     )

@@ -43,6 +43,9 @@ from strongroom.config import BalancerSettings
 _PORT_MAX = 65535
 # 2**30 * ejection_base_s exceeds any sane ejection_max_s; bounds the shift.
 _EJECTION_DOUBLINGS_MAX = 30
+# Random draws per candidate before pick() filters the whole group instead: with half
+# the pods ineligible, 4 misses in a row happen 1 time in 16.
+_DRAWS_MAX = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,44 +249,48 @@ class Balancer:
         raise self._why_none(exclude, now)
 
     def _pick_p2c(self, group: _Group, exclude: Collection[str], now: float) -> Pod | None:
-        # Fast path: draw two distinct pods by weight in O(log n) and use them if both
-        # are eligible — the common case. Otherwise filter the group in O(n).
+        # Draw by weight in O(log n) and reject ineligible pods: that samples exactly the
+        # weighted distribution over eligible pods, in O(1) draws while most pods are
+        # eligible. Only after _DRAWS_MAX misses do we filter the group in O(n).
         pods = group.pods
         cumulative = group.cumulative
         total = group.total
         pending_max = self._pending_max
-        i = bisect.bisect_right(cumulative, self._random() * total)
-        first = pods[i]
-        if len(pods) == 1 or first.weight == total:
+        rnd = self._random
+        for _ in range(_DRAWS_MAX):
+            i = bisect.bisect_right(cumulative, rnd() * total)
+            first = pods[i]
             if (
                 first.healthy
                 and first.ejected_until <= now
                 and first.outstanding < pending_max
                 and first.name not in exclude
             ):
+                break
+        else:
+            return self._pick_p2c_filtered(group, exclude, now)
+        rest = total - first.weight
+        if rest <= 0:
+            return first  # every other pod of the group has weight 0
+        skip_from = cumulative[i] - first.weight
+        for _ in range(_DRAWS_MAX):
+            # Draw from the other pods' weight: skip over the first pod's interval.
+            r = rnd() * rest
+            if r >= skip_from:
+                r += first.weight
+            j = bisect.bisect_right(cumulative, r)
+            if j == i or j >= len(pods):  # float rounding at an interval's edge
+                continue
+            second = pods[j]
+            if (
+                second.healthy
+                and second.ejected_until <= now
+                and second.outstanding < pending_max
+                and second.name not in exclude
+            ):
+                if second.outstanding * first.weight < first.outstanding * second.weight:
+                    return second
                 return first
-            return self._pick_p2c_filtered(group, exclude, now)
-        # Second draw from the other pods' weight: skip over the first pod's interval.
-        r = self._random() * (total - first.weight)
-        if r >= cumulative[i] - first.weight:
-            r += first.weight
-        j = bisect.bisect_right(cumulative, r)
-        if j >= len(pods) or j == i:  # float rounding at an interval's edge
-            return self._pick_p2c_filtered(group, exclude, now)
-        second = pods[j]
-        if (
-            first.healthy
-            and second.healthy
-            and first.ejected_until <= now
-            and second.ejected_until <= now
-            and first.outstanding < pending_max
-            and second.outstanding < pending_max
-            and first.name not in exclude
-            and second.name not in exclude
-        ):
-            if second.outstanding * first.weight < first.outstanding * second.weight:
-                return second
-            return first
         return self._pick_p2c_filtered(group, exclude, now)
 
     def _pick_p2c_filtered(self, group: _Group, exclude: Collection[str], now: float) -> Pod | None:
@@ -385,7 +392,10 @@ class Balancer:
         """The backoff level after halving once per quiet ``ejection_decay_s``."""
         if pod.ejection_level == 0 or now < pod.ejected_until:
             return pod.ejection_level
-        periods = int((now - pod.ejected_until) // self.settings.ejection_decay_s)
+        decay_s = self.settings.ejection_decay_s
+        if decay_s <= 0:
+            return 0  # no memory: every ejection starts again from ejection_base_s
+        periods = int((now - pod.ejected_until) // decay_s)
         return pod.ejection_level >> min(periods, _EJECTION_DOUBLINGS_MAX)
 
     def ejection_duration_s(self, level: int) -> float:

@@ -170,7 +170,7 @@ class CachedResponse:
         return headers
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class CacheLookup:
     """What the proxy does next: MISS → fetch (and maybe store); FRESH → serve; STALE → revalidate.
 

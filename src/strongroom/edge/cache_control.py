@@ -82,13 +82,16 @@ def request_directives(headers: Headers) -> Directives:
     RFC 9111 §5.4: Pragma is deprecated, but a cache should treat ``Pragma: no-cache`` as
     ``Cache-Control: no-cache`` when the request carries no Cache-Control field.
     """
-    cache_control = field_values(headers, b"cache-control")
+    cache_control: list[bytes] = []
+    pragma_no_cache = False
+    for name, value in headers:
+        if name == b"cache-control":
+            cache_control.append(value)
+        elif name == b"pragma" and b"no-cache" in value.lower():
+            pragma_no_cache = True
     if cache_control:
         return parse_cache_control(cache_control)
-    for pragma in field_values(headers, b"pragma"):
-        if b"no-cache" in pragma.lower():
-            return {b"no-cache": None}
-    return {}
+    return {b"no-cache": None} if pragma_no_cache else {}
 
 
 def delta_seconds(argument: bytes | None) -> int | None:

@@ -29,6 +29,7 @@ from strongroom.edge.server import Buffered, ClientConnection, EdgeState
 from strongroom.edge.tls import ReloadingContext
 from strongroom.edge.upstream import UpstreamPool
 from strongroom.edge.upstreams_file import UpstreamsWatcher
+from strongroom.observe.logging import configure_logging
 
 log = structlog.get_logger("strongroom.edge")
 
@@ -169,7 +170,7 @@ class EdgeWorker:
         for conn in list(self.state.connections):
             conn.shutdown()
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
-        while self.state.connections and time.monotonic() < deadline:
+        while self.state.connections and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded poll of a set other callbacks shrink
             await asyncio.sleep(0.05)
         for conn in list(self.state.connections):
             if conn.transport is not None:
@@ -186,8 +187,6 @@ class EdgeWorker:
 
 def run(settings: Settings, index: int, zone: str) -> None:
     """Process entry point used by the supervisor."""
-    from strongroom.observe.logging import configure_logging
-
     configure_logging(settings, role="edge", worker=index, zone=zone)
 
     async def main() -> None:

@@ -16,7 +16,6 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http import HTTPStatus
-
 from typing import cast
 
 import httptools
@@ -135,7 +134,7 @@ class ClientConnection(asyncio.Protocol):
     # connection lifecycle -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
-        self.transport = cast(asyncio.Transport, transport)
+        self.transport = transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = str(peer[0])
@@ -419,10 +418,7 @@ class Exchange:
         self.body_bytes += len(data)
         if self.body_bytes > self.client.limits.body_bytes_max:
             raise http1.FramingError(413, problem.BODY_TOO_LARGE, "request body too large")
-        if self.head.chunked:
-            framed = b"%x\r\n%s\r\n" % (len(data), data)
-        else:
-            framed = data
+        framed = b"%x\r\n%s\r\n" % (len(data), data) if self.head.chunked else data
         conn = self.conn
         if self.body_sent_upstream and conn is not None and not conn.closed:
             conn.write(framed)
@@ -540,7 +536,10 @@ class Exchange:
                 )
         except CoalescingOverflow:
             return self._fail(
-                503, problem.OVERLOADED, "too many requests wait for this resource", retry_after=True
+                503,
+                problem.OVERLOADED,
+                "too many requests wait for this resource",
+                retry_after=True,
             )
         except CoalescedFetchCancelled:
             return await self._proxy(buffer_limit=0)
@@ -677,7 +676,7 @@ class Exchange:
         finally:
             timer.cancel()
         if self._mode == "discarded":
-            raise _Retry("status_%d" % self._resp_status)
+            raise _Retry(f"status_{self._resp_status}")
         await self._done_fut
         self.conn = None
         if self._resp_keep_alive and self.body_done:
@@ -780,7 +779,7 @@ class Exchange:
                 transport.abort()
             done.set_exception(_Retry("reset"))
 
-    # writing to the client --------------------------------------------------------------------------
+    # writing to the client ------------------------------------------------------------
     def _response_head(
         self,
         status: int,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import cast, Protocol
+from typing import Protocol, cast
 
 import httptools
 

@@ -15,15 +15,16 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from strongroom.adapters.db.engine import SQLITE_BEGIN_OPTION, make_engine
 from strongroom.config import Settings
 
 MIGRATIONS_LOCATION = "strongroom.adapters.db:migrations"
+# Alembic's default bookkeeping table.
+_VERSION_TABLE = "alembic_version"
 
 # Key under which the PostgreSQL advisory lock is taken during upgrades, so two
 # processes (two hosts starting at once) never run the same migration concurrently.
@@ -61,7 +62,14 @@ def current_revision(bind: Engine | Connection) -> str | None:
     if isinstance(bind, Engine):
         with bind.connect() as connection:
             return current_revision(connection)
-    return MigrationContext.configure(bind).get_current_revision()
+    # Plain SQL rather than Alembic's MigrationContext: this runs on every readiness
+    # probe, and the context logs two INFO lines each time it is built.
+    if not inspect(bind).has_table(_VERSION_TABLE):
+        return None
+    versions = bind.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalars().all()  # noqa: S608
+    if len(versions) > 1:
+        raise RuntimeError(f"database has several migration heads: {sorted(versions)}")
+    return versions[0] if versions else None
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:

@@ -1,0 +1,190 @@
+"""Migrations and readiness on both storage backends: SQLite in a temp dir, real PostgreSQL.
+
+PostgreSQL tests create a throwaway database per run and drop it afterwards. Without a
+reachable server they skip, except under CI (``CI=true``), where a missing database is
+a broken environment and must fail loudly instead of passing on SQLite alone.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
+
+from strongroom.adapters.db.engine import SQLITE_BEGIN_OPTION, make_engine, normalize_url
+from strongroom.adapters.db.migrate import check_ready, current_revision, head_revision, upgrade
+from strongroom.adapters.db.schema import metadata
+from strongroom.config import Settings
+
+PG_ADMIN_URL = os.environ.get(
+    "STRONGROOM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _postgres_admin_engine() -> Engine:
+    settings = Settings(database={"url": PG_ADMIN_URL, "connect_timeout_s": 2})
+    return make_engine(settings).execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _postgres_unavailable_reason() -> str | None:
+    engine = _postgres_admin_engine()
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except Exception as exc:
+        return f"PostgreSQL at {make_url(PG_ADMIN_URL).render_as_string()} unreachable: {exc!r}"
+    finally:
+        engine.dispose()
+    return None
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    reason = _postgres_unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true: PostgreSQL tests may not be skipped)")
+        pytest.skip(reason)
+    name = f"strongroom_test_{uuid.uuid4().hex[:12]}"
+    admin = _postgres_admin_engine()
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> Iterator[str]:
+    """The module's database with every table dropped, so each test starts unmigrated."""
+    yield postgres_url
+    engine = make_engine(Settings(database={"url": postgres_url}))
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP SCHEMA public CASCADE"))
+        connection.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    if request.param == "sqlite":
+        return Settings(data_dir=tmp_path / "data")
+    url: str = request.getfixturevalue("fresh_postgres_url")
+    return Settings(data_dir=tmp_path / "data", database={"url": url})
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings)
+    yield engine
+    engine.dispose()
+
+
+def test_upgrade_reaches_head_and_the_database_is_ready(settings: Settings, engine: Engine) -> None:
+    upgrade(settings)
+    assert current_revision(engine) == head_revision() == "0001_tenants"
+    assert check_ready(engine).ok
+
+
+def test_unmigrated_database_is_not_ready(settings: Settings, engine: Engine) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    readiness = check_ready(engine)
+    assert not readiness.ok
+    assert readiness.reason == "database schema at nothing, this build needs 0001_tenants"
+
+
+def test_upgrading_twice_changes_nothing(settings: Settings, engine: Engine) -> None:
+    upgrade(settings)
+    upgrade(settings)
+    assert current_revision(engine) == head_revision()
+
+
+def test_migrations_produce_exactly_the_schema_module(settings: Settings, engine: Engine) -> None:
+    upgrade(settings)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, metadata) == []
+
+
+def test_tenant_status_is_constrained(settings: Settings, engine: Engine) -> None:
+    upgrade(settings)
+    tenants = metadata.tables["tenants"]
+    with engine.begin() as connection:
+        connection.execute(tenants.insert().values(id=str(uuid.uuid4()), name="acme"))
+        row = connection.execute(sa.select(tenants)).one()
+    assert row.status == "active"
+    assert row.created_at is not None
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(
+            tenants.insert().values(id=str(uuid.uuid4()), name="bad", status="deleted")
+        )
+
+
+def test_failed_transaction_leaves_no_trace(settings: Settings, engine: Engine) -> None:
+    upgrade(settings)
+    tenants = metadata.tables["tenants"]
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(tenants.insert().values(id="t-1", name="first"))
+        connection.execute(tenants.insert().values(id="t-1", name="duplicate"))
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(tenants)).scalar() == 0
+
+
+def test_sqlite_connections_get_the_configured_pragmas(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path, database={"sqlite_synchronous": "NORMAL", "busy_timeout_ms": 1234}
+    )
+    engine = make_engine(settings)
+    with engine.connect() as connection:
+        pragma = lambda name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
+        assert pragma("journal_mode") == "wal"
+        assert pragma("busy_timeout") == 1234
+        assert pragma("synchronous") == 1  # NORMAL
+        assert pragma("foreign_keys") == 1
+    engine.dispose()
+
+
+def test_sqlite_begin_immediate_takes_the_write_lock_at_once(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, database={"busy_timeout_ms": 50})
+    upgrade(settings)
+    engine = make_engine(settings)
+    immediate = engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+    with immediate.begin():
+        # A second writer cannot start: the lock was taken by BEGIN, not by a write.
+        with pytest.raises(sa.exc.OperationalError, match="locked"), immediate.begin():
+            pass
+        # Readers still read (WAL).
+        with engine.connect() as reader:
+            assert reader.execute(sa.text("SELECT count(*) FROM tenants")).scalar() == 0
+    engine.dispose()
+
+
+def test_unreachable_postgres_is_not_ready_quickly() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # Nothing listens on the port once the socket closes: connection refused.
+    settings = Settings(database={"url": f"postgresql://postgres@127.0.0.1:{port}/x"})
+    engine = make_engine(settings)
+    readiness = check_ready(engine)
+    engine.dispose()
+    assert not readiness.ok
+    assert readiness.reason == "database unreachable (OperationalError)"
+
+
+def test_postgres_urls_are_pinned_to_psycopg_3() -> None:
+    assert normalize_url("postgresql://u:p%40ss@h/db") == "postgresql+psycopg://u:p%40ss@h/db"
+    assert normalize_url("postgresql+psycopg2://h/db") == "postgresql+psycopg://h/db"
+    assert normalize_url("sqlite:///x.db") == "sqlite:///x.db"
