@@ -578,12 +578,24 @@ def machine_info() -> dict[str, Any]:
         "kernel": platform.release(),
         "load_generator": "wrk" if wrk_available() else "python (wrk not installed)",
         "taskset": shutil.which("taskset") is not None,
+        "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
     }
     nginx = shutil.which("nginx")
     if nginx:
         probe = subprocess.run([nginx, "-v"], capture_output=True, text=True, check=False)
         info["nginx"] = probe.stderr.strip().removeprefix("nginx version: ")
     return info
+
+
+def busy_machine_note() -> str | None:
+    """A warning when other work competes for the cores: absolute figures then mean little."""
+    load_1m = os.getloadavg()[0]
+    if load_1m <= cpu_count() / 2:
+        return None
+    return (
+        f"load average {load_1m:.1f} on {cpu_count()} CPUs at the start: other processes "
+        "compete for the cores; compare ratios within this run, not absolute figures"
+    )
 
 
 def _cpu_model() -> str:

@@ -40,15 +40,13 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rich.console import Console
-from rich.table import Table
-
 from bench._harness import (
     POD_ENTRIES,
     RESULTS_DIR,
     LoadResult,
     Processes,
     bench_settings,
+    busy_machine_note,
     child_argv,
     descendant_pids,
     free_port,
@@ -62,6 +60,9 @@ from bench._harness import (
     write_json,
     write_settings_file,
 )
+from rich.console import Console
+from rich.table import Table
+
 from strongroom.config import SETTINGS_FILE_ENV_VAR
 from strongroom.edge.balancer import Upstream
 from strongroom.edge.local_ca import TlsPaths
@@ -309,6 +310,9 @@ def main() -> int:
         args.moderate_duration = min(args.moderate_duration, 2.0)
 
     notes: list[str] = []
+    busy = busy_machine_note()
+    if busy:
+        notes.append(busy)
     nginx = None if args.no_nginx else shutil.which("nginx")
     if nginx is None:
         notes.append("nginx not installed (or --no-nginx): nginx columns skipped")
@@ -380,10 +384,10 @@ def main() -> int:
                     [nginx, "-p", str(root), "-c", str(conf), "-e", "stderr"],
                     cpu=PROXY_CPU,
                 )
-                nginx_pids: Callable[[], list[int]] = lambda: [
-                    master.pid,
-                    *descendant_pids(master.pid),
-                ]  # noqa: E731
+
+                def nginx_pids() -> list[int]:
+                    return [master.pid, *descendant_pids(master.pid)]
+
                 targets += [
                     Target(
                         "nginx_plain",

@@ -12,7 +12,7 @@ One edge worker (TLS 1.3, CPU 0) in front of the real pod (CPU 1). Phases:
 4. check    - each client sends one more request on a sample of its idle connections,
    proving the edge kept them open.
 
-Memory per idle connection = (edge RSS with the idle connections open − RSS before)
+Memory per idle connection = (edge RSS with the idle connections open - RSS before)
 / connections open. Target: ≤ 64 KiB. The edge's ``limits.idle_timeout_s`` is raised
 for this bench only so the connections outlive the measurement; nothing else changes.
 """
@@ -20,6 +20,7 @@ for this bench only so the connections outlive the measurement; nothing else cha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import queue
@@ -38,15 +39,13 @@ from typing import IO, Any
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rich.console import Console
-from rich.table import Table
-
 from bench._harness import (
     POD_ENTRIES,
     RESULTS_DIR,
     LoadResult,
     Processes,
     bench_settings,
+    busy_machine_note,
     child_argv,
     cpu_seconds,
     free_port,
@@ -61,6 +60,9 @@ from bench._harness import (
     write_json,
     write_settings_file,
 )
+from rich.console import Console
+from rich.table import Table
+
 from strongroom.config import SETTINGS_FILE_ENV_VAR
 from strongroom.edge.balancer import Upstream
 from strongroom.edge.upstreams_file import write_upstreams_file
@@ -163,10 +165,8 @@ def client_main(port: int, count: int, ca_cert: Path, path: str) -> None:
     alive = 0
     sample = held[:: max(1, len(held) // ALIVE_SAMPLE)][:ALIVE_SAMPLE]
     for sock in sample:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             alive += request_once(sock, request) == 200
-        except (OSError, ValueError):
-            pass
     print(json.dumps({"alive_checked": len(sample), "alive_ok": alive}), flush=True)
     for sock in held:
         sock.close()
@@ -238,6 +238,7 @@ def draw_chart(document: dict[str, Any]) -> Callable[[Any], None]:
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     clients = max(args.clients, math.ceil(args.idle / CONNECTIONS_PER_CLIENT_MAX))
     samples: list[dict[str, Any]] = []
+    busy = busy_machine_note()
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="strongroom-bench-idle-", dir="/tmp") as tmp:
         root = Path(tmp)
@@ -384,6 +385,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     delta_kib = after["rss_kib"] - before["rss_kib"]
     per_idle = delta_kib / opened if opened else float("nan")
     notes = [f"edge limits.idle_timeout_s raised to {BENCH_IDLE_TIMEOUT_S:g} s for this bench only"]
+    if busy:
+        notes.append(busy)
     if failed:
         notes.append(
             f"{failed} idle connections failed to open: {reports[0].get('first_failures')}"
@@ -441,6 +444,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
 
 def print_report(document: dict[str, Any]) -> None:
     memory, idle = document["memory"], document["idle"]
+    colour = "green" if memory["within_target"] else "red"
     table = Table(title="Edge memory with idle TLS keep-alive connections")
     for column in (
         "idle open",
@@ -460,7 +464,7 @@ def print_report(document: dict[str, Any]) -> None:
         f"{idle['handshakes_per_s'] or 0:,.0f}",
         f"{memory['rss_before_kib'] / 1024:.1f}",
         f"{memory['rss_with_idle_kib'] / 1024:.1f}",
-        f"[{'green' if memory['within_target'] else 'red'}]{memory['kib_per_idle_connection']:.1f}[/]",
+        f"[{colour}]{memory['kib_per_idle_connection']:.1f}[/]",
         f"{idle['alive_ok']}/{idle['alive_checked']}",
     )
     console.print(table)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,6 +112,25 @@ def test_upgrading_twice_changes_nothing(settings: Settings, engine: Engine) -> 
     assert current_revision(engine) == head_revision()
 
 
+def test_concurrent_upgrades_both_succeed(settings: Settings, engine: Engine) -> None:
+    # Two hosts starting at once: the migration lock makes the second one a no-op.
+    errors: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            upgrade(settings)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert check_ready(engine).ok
+
+
 def test_migrations_produce_exactly_the_schema_module(settings: Settings, engine: Engine) -> None:
     upgrade(settings)
     with engine.connect() as connection:
@@ -148,11 +168,17 @@ def test_sqlite_connections_get_the_configured_pragmas(tmp_path: Path) -> None:
     )
     engine = make_engine(settings)
     with engine.connect() as connection:
-        pragma = lambda name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
-        assert pragma("journal_mode") == "wal"
-        assert pragma("busy_timeout") == 1234
-        assert pragma("synchronous") == 1  # NORMAL
-        assert pragma("foreign_keys") == 1
+        values = {
+            name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "busy_timeout", "synchronous", "foreign_keys")
+        }
+    # synchronous=1 is NORMAL.
+    assert values == {
+        "journal_mode": "wal",
+        "busy_timeout": 1234,
+        "synchronous": 1,
+        "foreign_keys": 1,
+    }
     engine.dispose()
 
 

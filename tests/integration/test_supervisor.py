@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.integration import supervisor_fake_roles as fake_roles
+
 from strongroom.config import Settings
 from strongroom.runtime.lock import SupervisorAlreadyRunningError
 from strongroom.runtime.state import pid_alive, read_state, read_upstreams
@@ -92,6 +92,14 @@ def events_of(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
 
 
+async def ready(sup: Supervisor) -> None:
+    """wait_ready, failing with every process's state so a slow start can be diagnosed."""
+    try:
+        await ready(sup)
+    except TimeoutError:
+        pytest.fail(f"not ready in {READY_TIMEOUT_S} s: {sup.processes}")
+
+
 def run(test: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(test())
 
@@ -103,7 +111,7 @@ def test_started_processes_become_healthy_and_are_published_in_state_json(tmp_pa
 
     async def scenario() -> None:
         async with make_supervisor(settings, events) as sup:
-            await sup.wait_ready(READY_TIMEOUT_S)
+            await ready(sup)
             await asyncio.sleep(0.3)  # one more poll, so state.json shows "healthy"
             state = read_state(settings.run_dir)
             assert state is not None
@@ -141,7 +149,7 @@ def test_killed_child_is_restarted_with_a_new_pid_after_growing_backoff(tmp_path
 
     async def scenario() -> None:
         async with make_supervisor(settings, tmp_path / "events") as sup:
-            await sup.wait_ready(READY_TIMEOUT_S)
+            await ready(sup)
             gaps = []
             for _ in range(2):
                 old_pid = sup.kill("pod-0", signal.SIGKILL)
@@ -155,7 +163,7 @@ def test_killed_child_is_restarted_with_a_new_pid_after_growing_backoff(tmp_path
             assert info.restart_delays == (0.3, 0.6)
             assert gaps[0] >= 0.3
             assert gaps[1] >= 0.6
-            await sup.wait_ready(READY_TIMEOUT_S)
+            await ready(sup)
             assert sup.processes["pod-1"].restarts == 0
 
     run(scenario)
@@ -166,7 +174,7 @@ def test_backoff_resets_after_the_child_stayed_up(tmp_path: Path):
 
     async def scenario() -> None:
         async with make_supervisor(settings, tmp_path / "events") as sup:
-            await sup.wait_ready(READY_TIMEOUT_S)
+            await ready(sup)
             pid = sup.kill("worker-0")
             pid = await sup.wait_restarted("worker-0", pid, timeout_s=10)
             await asyncio.sleep(0.7)
@@ -184,7 +192,7 @@ def test_stop_terminates_edge_then_pods_then_workers(tmp_path: Path):
     async def scenario() -> None:
         sup = make_supervisor(settings, events)
         await sup.start()
-        await sup.wait_ready(READY_TIMEOUT_S)
+        await ready(sup)
         await sup.stop()
         assert sup.stop_sequence == ["edge", "pod", "worker"]
         assert all(info.pid is None for info in sup.processes.values())
@@ -208,7 +216,7 @@ def test_child_that_dies_during_shutdown_is_not_restarted(tmp_path: Path):
     async def scenario() -> None:
         sup = make_supervisor(settings, events)
         await sup.start()
-        await sup.wait_ready(READY_TIMEOUT_S)
+        await ready(sup)
         while not any(line.startswith("start worker-0") for line in events_of(events)):
             await asyncio.sleep(0.05)
         sup.request_stop()
@@ -230,7 +238,7 @@ def test_child_ignoring_sigterm_is_killed_after_stop_timeout(tmp_path: Path):
     async def scenario() -> None:
         sup = make_supervisor(settings, events, **{fake_roles.STUBBORN_ENV: "pod-1"})
         await sup.start()
-        await sup.wait_ready(READY_TIMEOUT_S)
+        await ready(sup)
         pid = sup.processes["pod-1"].pid
         started = time.monotonic()
         await sup.stop()

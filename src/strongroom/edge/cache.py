@@ -338,7 +338,8 @@ class EdgeCache:
             key=key,
             req_headers=req_headers,
             status=cached.status,
-            resp_headers=merged,
+            # The 304's own Age counts toward the refreshed age (§4.2.3); it is not stored.
+            resp_headers=[*merged, *((n, v) for n, v in resp_headers_304 if n == b"age")],
             body=cached.body,
             freshness=freshness or _Freshness(0.0, True, True, 0.0),
             request_time=request_time,
@@ -350,10 +351,9 @@ class EdgeCache:
                 else:
                     updated.encoded[encoding] = self._variant(updated, encoding, variant.body)
                     updated.size += len(variant.body)
+        self._remove(cached)
         if keep and updated.size <= self._settings.bytes_max:
             self._insert(updated)
-        else:
-            self._discard_selected(key, req_headers)
         return updated
 
     def serve(

@@ -50,7 +50,7 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 
 # The ``*_created`` series double the exposition size and Prometheus ignores them in
 # the text format; every Strongroom process shares this choice.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 def new_registry(*, process_metrics: bool = True) -> CollectorRegistry:

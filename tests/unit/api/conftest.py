@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -38,7 +38,7 @@ def migrated_settings(settings: Settings) -> Settings:
 
 
 @pytest.fixture
-def make_app(settings: Settings) -> Callable[..., FastAPI]:
+def make_app(settings: Settings) -> Iterator[Callable[..., FastAPI]]:
     apps: list[FastAPI] = []
 
     def make(pod_name: str = "pod-0", zone: str = "a") -> FastAPI:
@@ -46,7 +46,7 @@ def make_app(settings: Settings) -> Callable[..., FastAPI]:
         apps.append(app)
         return app
 
-    yield make  # type: ignore[misc]
+    yield make
     for app in apps:
         app.state.engine.dispose()
 

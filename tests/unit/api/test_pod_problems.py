@@ -19,7 +19,7 @@ PROBLEM_FIELDS = {"type", "title", "status", "detail", "instance", "request_id"}
 def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, object]:
     assert response.status_code == status
     assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
+    body: dict[str, object] = response.json()
     assert body.keys() >= PROBLEM_FIELDS
     assert body["type"] == PROBLEM_BASE_URI + slug
     assert body["status"] == status

@@ -442,6 +442,25 @@ def test_304_freshens_the_stored_response() -> None:
     assert look(cache).state is FRESH
 
 
+def test_age_of_a_304_counts_toward_the_refreshed_age() -> None:
+    """RFC 9111 §4.2.3 applied to the freshened response (§4.3.4)."""
+    clock = Clock()
+    cache = make_cache(clock)
+    put(cache, resp(b"max-age=1", (b"etag", b'"v1"')))
+    clock.now += 2
+    fresh = cache.freshen(
+        look(cache).key,
+        [],
+        [(b"etag", b'"v1"'), (b"cache-control", b"max-age=30"), (b"age", b"20")],
+    )
+    assert fresh is not None
+    assert header(fresh.headers, b"age") is None
+    clock.now += 9
+    assert look(cache).state is FRESH
+    clock.now += 2
+    assert look(cache).state is STALE
+
+
 def test_304_cannot_change_content_headers() -> None:
     """RFC 9111 §3.2: Content-Length (and what the stored body depends on) are not updated."""
     clock = Clock()

@@ -1,0 +1,175 @@
+"""`strongroom up` as a real subprocess, with a bounded load generator beside it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from strongroom.edge.tls import client_context
+
+
+def free_port_block(size: int) -> int:
+    """A base port with `size` consecutive free ports above it."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + size >= 65000:
+            continue
+        ok = True
+        for port in range(base, base + size):
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port block")
+
+
+@dataclass
+class Platform:
+    data_dir: Path
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    def status(self) -> dict[str, Any]:
+        out = subprocess.run(
+            [sys.executable, "-m", "strongroom.cli.main", "status", "--data-dir", str(self.data_dir), "--json"],
+            capture_output=True, check=False, timeout=30,
+        )
+        return json.loads(out.stdout)
+
+    def processes(self) -> dict[str, dict[str, Any]]:
+        return {p["name"]: p for p in self.status()["processes"]}
+
+    def client(self) -> httpx.Client:
+        ctx = client_context(self.data_dir / "tls" / "ca.pem")
+        return httpx.Client(verify=ctx, base_url=f"https://localhost:{self.port}", timeout=10)
+
+    def wait_healthy(self, names: list[str], *, other_pid: dict[str, int] | None = None,
+                     timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            procs = self.processes()
+            if all(procs[n]["health"] == "healthy" and procs[n]["pid"] and
+                   (other_pid is None or procs[n]["pid"] != other_pid.get(n)) for n in names):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{names} not healthy in time: {self.processes()}")
+
+
+@contextmanager
+def running_platform(tmp: Path, *, pods: int = 2, zones: str = "a", edge_workers: int = 1,
+                     extra_env: dict[str, str] | None = None) -> Iterator[Platform]:
+    port = free_port_block(1)
+    pod_base = free_port_block(pods + 1)
+    admin_base = free_port_block(edge_workers + 1)
+    env = {**os.environ,
+           "STRONGROOM_PODS__PORT_BASE": str(pod_base),
+           "STRONGROOM_EDGE__ADMIN_PORT": str(admin_base),
+           **(extra_env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "strongroom.cli.main", "up", "--data-dir", str(tmp), "--port", str(port),
+         "--pods", str(pods), "--zones", zones, "--edge-workers", str(edge_workers)],
+        env=env, stdout=subprocess.DEVNULL, stderr=(tmp.parent / f"{tmp.name}-up.log").open("wb"),
+    )
+    platform = Platform(tmp, port, proc)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"strongroom up exited with {proc.returncode}")
+            try:
+                with platform.client() as c:
+                    if c.get("/v1/").status_code == 200:
+                        break
+            except (httpx.HTTPError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("platform did not come up in 90 s")
+            time.sleep(0.3)
+        names = [f"pod-{i}" for i in range(pods)]
+        platform.wait_healthy(names)
+        yield platform
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+@dataclass
+class Load:
+    """Closed-loop clients hammering the edge until stopped (bounded by max_s)."""
+
+    platform: Platform
+    clients: int = 4
+    max_s: float = 60.0
+    paths: tuple[str, ...] = ("/v1/", "/v1/echo")
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    served_by: Counter[str] = field(default_factory=Counter)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _run(self, n: int) -> None:
+        deadline = time.monotonic() + self.max_s
+        with self.platform.client() as c:
+            i = 0
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                i += 1
+                path = self.paths[i % len(self.paths)]
+                try:
+                    if n % 2 and i % 3 == 0:
+                        r = c.post("/v1/echo", content=b'{"x":1}',
+                                   headers={"Idempotency-Key": f"k-{n}-{i}",
+                                            "Content-Type": "application/json"})
+                    else:
+                        r = c.get(path)
+                    if r.status_code == 200:
+                        with self._lock:
+                            self.ok += 1
+                            self.served_by[r.json().get("pod", "?")] += 1
+                    else:
+                        with self._lock:
+                            self.failures.append(f"{r.status_code} {r.text[:200]}")
+                except httpx.HTTPError as exc:
+                    with self._lock:
+                        self.failures.append(repr(exc))
+
+    def __enter__(self) -> Load:
+        for n in range(self.clients):
+            t = threading.Thread(target=self._run, args=(n,), daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(30)
+
+    def snapshot(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self.served_by)
