@@ -95,7 +95,7 @@ def events_of(path: Path) -> list[str]:
 async def ready(sup: Supervisor) -> None:
     """wait_ready, failing with every process's state so a slow start can be diagnosed."""
     try:
-        await ready(sup)
+        await sup.wait_ready(READY_TIMEOUT_S)
     except TimeoutError:
         pytest.fail(f"not ready in {READY_TIMEOUT_S} s: {sup.processes}")
 

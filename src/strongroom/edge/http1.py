@@ -37,6 +37,8 @@ HOP_BY_HOP = frozenset(
         b"x-request-id",
         b"x-strongroom-edge",
         b"x-real-ip",
+        # The edge negotiates content coding itself (cache stores identity copies).
+        b"accept-encoding",
     }
 )
 

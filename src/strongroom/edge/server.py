@@ -31,10 +31,13 @@ from strongroom.edge.balancer import (
     Pod,
 )
 from strongroom.edge.cache import (
+    XCACHE_MISS,
+    XCACHE_REVALIDATED,
     CoalescedFetchCancelled,
     Coalescer,
     CoalescingOverflow,
     EdgeCache,
+    with_x_cache,
 )
 from strongroom.edge.compress import choose_encoding, compress, should_compress
 from strongroom.edge.metrics import EdgeMetrics
@@ -487,8 +490,9 @@ class Exchange:
         try:
             if self.head.method not in (b"GET", b"HEAD") and self.state.cache is not None:
                 status = await self._proxy(buffer_limit=0)
-                if 200 <= status < 400:
-                    self.state.cache.invalidate(self.head.host, self.head.target)
+                self.state.cache.invalidate_after_unsafe(
+                    self.head.method, self.head.host, self.head.target, status, self._resp_headers
+                )
             elif self.state.cache is not None and self.state.cache.request_is_cacheable(
                 self.head.method, self.head.headers
             ):
@@ -505,23 +509,41 @@ class Exchange:
         finally:
             self.finished = True
             if status:
-                self.state.metrics.count_response(status, time.monotonic() - self.started_at)
+                duration_s = time.monotonic() - self.started_at
+                self.state.metrics.count_response(status, duration_s)
+                if self.state.settings.access_log:
+                    self._log_access(status, duration_s)
             self.client.exchange_done(self)
+
+    def _log_access(self, status: int, duration_s: float) -> None:
+        log.info(
+            "edge.access",
+            request_id=self.request_id,
+            client_ip=self.client.client_ip,
+            method=self.head.method.decode("ascii", "replace"),
+            path=self.head.target.split(b"?", 1)[0].decode("latin-1"),
+            status=status,
+            duration_ms=round(duration_s * 1000, 3),
+            cache=self.cache_state.decode() or None,
+        )
 
     # caching -----------------------------------------------------------------------------------
     async def _cached(self) -> int:
         cache = self.state.cache
         assert cache is not None
-        lookup = cache.lookup(self.head.method, self.head.target, self.head.host, self.head.headers)
+        method = self.head.method
+        lookup = cache.lookup(method, self.head.target, self.head.host, self.head.headers)
         state_name = lookup.state.name
         self.state.metrics.cache.labels(state_name.lower()).inc()
         if state_name == "FRESH" and lookup.response is not None:
-            status, headers, body = cache.serve(lookup.response, self.head.headers)
-            self.cache_state = b"HIT"
-            return self._write_buffered(Buffered(status, headers, body))
+            return self._serve_cached(cache.serve(lookup.response, self.head.headers, method=method))
+        if state_name == "MISS" and lookup.only_if_cached:
+            # RFC 9111 §5.2.1.7: nothing stored and the client forbids contacting a pod.
+            return self._fail(504, problem.GATEWAY_TIMEOUT, "not in the edge cache")
         extra: list[tuple[bytes, bytes]] = []
         if state_name == "STALE" and lookup.response is not None:
             extra = list(lookup.conditional_headers)
+        request_time = time.time()
         try:
             if extra:
                 result = await self._fetch(extra)
@@ -549,17 +571,43 @@ class Exchange:
             # The leader's response could not be shared (too large, an error): fetch our own.
             return await self._proxy(buffer_limit=0)
         if result.status == 304 and extra:
-            fresh = cache.freshen(lookup.key, self.head.headers, result.headers)
+            fresh = cache.freshen(
+                lookup.key, self.head.headers, result.headers, request_time=request_time
+            )
             if fresh is not None:
-                status, headers, body = cache.serve(fresh, self.head.headers)
-                self.cache_state = b"REVALIDATED"
-                return self._write_buffered(Buffered(status, headers, body))
-        if cache.response_is_storable(
-            self.head.method, self.head.headers, result.status, result.headers
+                return self._serve_cached(
+                    cache.serve(fresh, self.head.headers, method=method, x_cache=XCACHE_REVALIDATED)
+                )
+        if cache.store(
+            lookup.key,
+            self.head.headers,
+            result.status,
+            result.headers,
+            result.body,
+            method=method,
+            request_time=request_time,
         ):
-            cache.store(lookup.key, self.head.headers, result.status, result.headers, result.body)
-        self.cache_state = b"MISS"
-        return self._write_buffered(result)
+            stored = cache.lookup(method, self.head.target, self.head.host, self.head.headers)
+            if stored.response is not None:
+                return self._serve_cached(
+                    cache.serve(stored.response, self.head.headers, method=method, x_cache=XCACHE_MISS)
+                )
+        return self._write_buffered(
+            Buffered(result.status, with_x_cache(result.headers, XCACHE_MISS), result.body)
+        )
+
+    def _serve_cached(self, served: tuple[int, list[tuple[bytes, bytes]], bytes]) -> int:
+        """Write a response the cache built (it negotiated encoding and set x-cache)."""
+        status, headers, body = served
+        transport = self.client.transport
+        self.response_started = True
+        if transport is None:
+            return status
+        length = _header(headers, b"content-length")
+        framing = b"content-length: %s\r\n" % length if length is not None else b""
+        self.cache_state = _header(headers, b"x-cache") or b""
+        transport.write(self._response_head(status, headers, framing) + body)
+        return status
 
     async def _fetch(self, extra: list[tuple[bytes, bytes]]) -> Buffered:
         """Fetch a whole response for the cache; a coalesced follower re-runs it itself."""
@@ -787,15 +835,12 @@ class Exchange:
         framing: bytes,
     ) -> bytes:
         parts = [_status_line(status)]
-        cache_state = self.cache_state
         for name, value in headers:
-            if name not in http1.RESPONSE_HOP_BY_HOP and not (cache_state and name == b"x-cache"):
+            if name not in http1.RESPONSE_HOP_BY_HOP:
                 parts.append(b"%s: %s\r\n" % (name, value))
         parts.append(framing)
         parts.append(b"x-request-id: %s\r\n" % self.request_id.encode())
         parts.append(b"strict-transport-security: %s\r\n" % self.state.hsts)
-        if cache_state:
-            parts.append(b"x-cache: %s\r\n" % cache_state)
         if not self.keep_alive or self.client.closing:
             self.keep_alive = False
             parts.append(b"connection: close\r\n")
