@@ -217,16 +217,6 @@ class DatabaseSettings(BaseModel):
     connect_timeout_s: float = 5.0
 
 
-class CacheBackendSettings(BaseModel):
-    backend: Literal["memory", "redis"] = "memory"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-
-
-class StreamSettings(BaseModel):
-    backend: Literal["sqlite", "nats"] = "sqlite"
-    nats_url: str = "nats://127.0.0.1:4222"
-
-
 class ObserveSettings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
@@ -256,8 +246,6 @@ class Settings(BaseSettings):
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
-    cache: CacheBackendSettings = Field(default_factory=CacheBackendSettings)
-    stream: StreamSettings = Field(default_factory=StreamSettings)
     observe: ObserveSettings = Field(default_factory=ObserveSettings)
     secrets: SecretSettings = Field(default_factory=SecretSettings)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import stat
@@ -33,22 +34,27 @@ ENTRYPOINTS = {
     "worker": f"{fake_roles.__name__}:worker",
 }
 READY_TIMEOUT_S = 20.0
+PORT_BLOCK_LOW = 20000
+PORT_BLOCK_HIGH = 32000
 
 
 # Helpers ---------------------------------------------------------------------------------
 def free_port_block(count: int) -> int:
-    """A base port such that base..base+count-1 are all free on 127.0.0.1 right now."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count > 65535:
-            continue
+    """A base port such that base..base+count-1 are all free on 127.0.0.1 right now.
+
+    Drawn below the kernel's ephemeral range (32768+ by default): there, the
+    supervisor's own health probes leave client ports in TIME_WAIT, and other
+    tests' bind(0) listeners come and go.
+    """
+    rng = random.Random()
+    for _ in range(100):
+        base = rng.randrange(PORT_BLOCK_LOW, PORT_BLOCK_HIGH - count)
         sockets = []
         try:
             for offset in range(count):
                 s = socket.socket()
                 sockets.append(s)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind(("127.0.0.1", base + offset))
         except OSError:
             continue
