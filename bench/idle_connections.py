@@ -286,7 +286,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
                 worker = threading.Thread(
                     target=lambda: result.append(
                         run_load(url, args.active, args.duration, cpu=CLIENT_CPU)
-                    )
+                    ),
+                    daemon=True,  # an interrupted bench exits at once; wrk then dies with it
                 )
                 worker.start()
                 while worker.is_alive():
@@ -334,7 +335,8 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             ramp_worker = threading.Thread(
                 target=lambda: ramp_load.append(
                     run_load(url, args.active, args.duration, cpu=CLIENT_CPU)
-                )
+                ),
+                daemon=True,
             )
             ramp_worker.start()
             reports: list[dict[str, Any]] = []

@@ -115,6 +115,11 @@ class CacheSettings(BaseModel):
     # Concurrent misses on one URL wait for a single upstream fetch; beyond this many
     # waiters the next caller is refused (503) rather than queued without bound.
     coalesce_waiters_max: int = 1024
+    # "Hit-for-pass" (Varnish's idea): a URI whose response was not storable skips the
+    # cache and request coalescing for this long, so uncacheable API calls never queue
+    # behind each other and pay nothing for the cache.
+    pass_ttl_s: float = 30.0
+    pass_keys_max: int = 100_000
     compression: bool = True
     # Below ~512 B the gzip/brotli framing eats most of the saving.
     compression_bytes_min: int = 512

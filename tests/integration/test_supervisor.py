@@ -196,13 +196,12 @@ def test_stop_terminates_edge_then_pods_then_workers(tmp_path: Path):
     events = tmp_path / "events"
 
     async def scenario() -> None:
-        sup = make_supervisor(settings, events)
-        await sup.start()
-        await ready(sup)
-        await sup.stop()
-        assert sup.stop_sequence == ["edge", "pod", "worker"]
-        assert all(info.pid is None for info in sup.processes.values())
-        assert all(info.health == "stopped" for info in sup.processes.values())
+        async with make_supervisor(settings, events) as sup:
+            await ready(sup)
+            await sup.stop()
+            assert sup.stop_sequence == ["edge", "pod", "worker"]
+            assert all(info.pid is None for info in sup.processes.values())
+            assert all(info.health == "stopped" for info in sup.processes.values())
 
     run(scenario)
     lines = [line for line in events_of(events) if not line.startswith("start")]
@@ -220,17 +219,17 @@ def test_child_that_dies_during_shutdown_is_not_restarted(tmp_path: Path):
     events = tmp_path / "events"
 
     async def scenario() -> None:
-        sup = make_supervisor(settings, events)
-        await sup.start()
-        await ready(sup)
-        while not any(line.startswith("start worker-0") for line in events_of(events)):
-            await asyncio.sleep(0.05)
-        sup.request_stop()
-        sup.kill("worker-0", signal.SIGKILL)
-        await asyncio.sleep(settings.supervisor.restart_backoff_initial_s * 2)
-        await sup.stop()
-        assert sup.processes["worker-0"].pid is None
-        assert sup.processes["worker-0"].restarts == 0
+        async with make_supervisor(settings, events) as sup:
+            await ready(sup)
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                while not any(line.startswith("start worker-0") for line in events_of(events)):
+                    await asyncio.sleep(0.05)
+            sup.request_stop()
+            sup.kill("worker-0", signal.SIGKILL)
+            await asyncio.sleep(settings.supervisor.restart_backoff_initial_s * 2)
+            await sup.stop()
+            assert sup.processes["worker-0"].pid is None
+            assert sup.processes["worker-0"].restarts == 0
 
     run(scenario)
     starts = [line for line in events_of(events) if line.startswith("start worker-0")]
@@ -242,14 +241,14 @@ def test_child_ignoring_sigterm_is_killed_after_stop_timeout(tmp_path: Path):
     events = tmp_path / "events"
 
     async def scenario() -> None:
-        sup = make_supervisor(settings, events, **{fake_roles.STUBBORN_ENV: "pod-1"})
-        await sup.start()
-        await ready(sup)
-        pid = sup.processes["pod-1"].pid
-        started = time.monotonic()
-        await sup.stop()
-        assert 0.5 <= time.monotonic() - started < 5.0
-        assert not pid_alive(pid)
+        stubborn = {fake_roles.STUBBORN_ENV: "pod-1"}
+        async with make_supervisor(settings, events, **stubborn) as sup:
+            await ready(sup)
+            pid = sup.processes["pod-1"].pid
+            started = time.monotonic()
+            await sup.stop()
+            assert 0.5 <= time.monotonic() - started < 5.0
+            assert not pid_alive(pid)
 
     run(scenario)
     assert "exit pod-1" not in events_of(events)

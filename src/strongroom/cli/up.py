@@ -38,13 +38,17 @@ def _print_banner(console: Console, settings: Settings) -> None:
     url = edge_url(settings)
     ca_cert = ca_cert_path(settings)
     curl = f"curl --cacert {ca_cert} {url}/healthz" if ca_cert else f"curl {url}/healthz"
-    console.print(f"[bold green]Strongroom {settings.version} is up[/]")
-    console.print(f"  URL      {url}")
-    if ca_cert:
-        console.print(f"  CA cert  {ca_cert}")
-    console.print(f"  try      {curl}")
-    console.print(f"  status   strongroom status --data-dir {settings.data_dir}")
-    console.print("Press Ctrl-C to stop (edge first, then pods, then workers).")
+    lines = [
+        f"[bold green]Strongroom {settings.version} is up[/]",
+        f"  URL      {url}",
+        *([f"  CA cert  {ca_cert}"] if ca_cert else []),
+        f"  try      {curl}",
+        f"  status   strongroom status --data-dir {settings.data_dir}",
+        "Press Ctrl-C to stop (edge first, then pods, then workers).",
+    ]
+    for line in lines:
+        # soft_wrap: long paths must stay on one line so the command can be copied.
+        console.print(line, soft_wrap=True)
 
 
 async def run_up(settings: Settings, console: Console) -> int:

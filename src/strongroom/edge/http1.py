@@ -103,12 +103,28 @@ class RequestHead:
         return self.method in RETRYABLE_METHODS or self.idempotency_key
 
 
+_FRAMING_HEADERS = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"transfer-encoding",
+        b"connection",
+        b"expect",
+        b"x-request-id",
+        b"idempotency-key",
+        b"authorization",
+        b"upgrade",
+    }
+)
+
+
 def validate_request(
-    method: bytes, target: bytes, version: str, raw_headers: list[tuple[bytes, bytes]]
+    method: bytes, target: bytes, version: str, headers: list[tuple[bytes, bytes]]
 ) -> RequestHead:
     """Build a RequestHead from parsed fields, refusing anything ambiguous.
 
-    Header names are lower-cased here once so later code compares bytes directly.
+    `headers` have lower-cased names (the parser callback lowers them once), so later
+    code compares bytes directly; the list is kept, not copied.
     """
     if method not in SUPPORTED_METHODS:
         raise FramingError(501, problem.NOT_IMPLEMENTED, "method not supported by the edge")
@@ -116,13 +132,13 @@ def validate_request(
         raise FramingError(505, problem.BAD_REQUEST, "only HTTP/1.1 and HTTP/1.0 are served")
     if not target.startswith(b"/") and not (method == b"OPTIONS" and target == b"*"):
         raise FramingError(400, problem.BAD_REQUEST, "request target must be origin-form")
-    headers: list[tuple[bytes, bytes]] = []
     head = RequestHead(method, target, version, headers)
     host_seen = 0
     te_seen = 0
-    for raw_name, value in raw_headers:
-        name = raw_name.lower()
-        headers.append((name, value))
+    upgrade = False
+    for name, value in headers:
+        if name not in _FRAMING_HEADERS:
+            continue
         if name == b"host":
             host_seen += 1
             head.host = value
@@ -149,6 +165,8 @@ def validate_request(
             head.idempotency_key = True
         elif name == b"authorization":
             head.authorization = True
+        else:
+            upgrade = True
     if te_seen > 1:
         raise FramingError(400, problem.REQUEST_SMUGGLING, "repeated Transfer-Encoding")
     if head.chunked and version == "1.0":
@@ -159,7 +177,7 @@ def validate_request(
         )
     if host_seen != 1 and version == "1.1":
         raise FramingError(400, problem.BAD_REQUEST, "exactly one Host header is required")
-    if b"upgrade" in head.connection_tokens or any(n == b"upgrade" for n, _ in headers):
+    if upgrade or b"upgrade" in head.connection_tokens:
         raise FramingError(501, problem.NOT_IMPLEMENTED, "protocol upgrades are not supported")
     if version == "1.0":
         head.keep_alive = b"keep-alive" in head.connection_tokens

@@ -6,10 +6,10 @@ configured hostnames. Clients trust the CA explicitly (``curl --cacert ca.pem``)
 never installed in a system trust store, so a leaked CA key endangers only Strongroom.
 
 Files are replaced atomically (temporary file + rename) so a reader never sees half a
-PEM. The leaf's key is renamed into place *before* its certificate: a reader that
+PEM. The leaf's key is renamed into place just before its certificate; a reader that
 catches the moment between the two renames loads a mismatched pair, which
-``SSLContext.load_cert_chain`` rejects, and simply retries on its next poll. It can
-never serve a certificate with a key that does not belong to it.
+``SSLContext.load_cert_chain`` rejects, and simply retries on its next poll. That pair
+check is what guarantees a certificate is never served with a key not its own.
 
 When ``tls.cert_file``/``tls.key_file`` are configured the operator owns the
 certificates: they are validated, never generated or renewed, and ``TlsPaths.ca_cert``

@@ -25,7 +25,13 @@ from strongroom.edge.health import HealthChecker
 from strongroom.edge.local_ca import ensure_local_pki
 from strongroom.edge.metrics import EdgeMetrics
 from strongroom.edge.retry_budget import RetryBudget
-from strongroom.edge.server import Buffered, ClientConnection, EdgeState
+from strongroom.edge.server import (
+    TIMEOUT_TICK_S,
+    Buffered,
+    ClientConnection,
+    EdgeState,
+    sweep_timeouts,
+)
 from strongroom.edge.tls import ReloadingContext
 from strongroom.edge.upstream import UpstreamPool
 from strongroom.edge.upstreams_file import UpstreamsWatcher
@@ -136,6 +142,7 @@ class EdgeWorker:
         tasks = [
             loop.create_task(checker.run(), name="health-checks"),
             loop.create_task(self._housekeeping(watcher), name="housekeeping"),
+            loop.create_task(self._timeouts(), name="timeouts"),
         ]
         log.info(
             "edge.started",
@@ -160,6 +167,14 @@ class EdgeWorker:
                 self.state.pool.sweep()
             except Exception:
                 log.exception("edge.housekeeping_failed")
+
+    async def _timeouts(self) -> None:
+        while True:
+            await asyncio.sleep(TIMEOUT_TICK_S)
+            try:
+                sweep_timeouts(self.state)
+            except Exception:
+                log.exception("edge.timeout_sweep_failed")
 
     async def _shutdown(
         self, server: asyncio.Server, admin: asyncio.Server, tasks: list[asyncio.Task[None]]

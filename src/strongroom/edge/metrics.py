@@ -1,17 +1,27 @@
 """Prometheus metrics of one edge worker.
 
-Each worker owns a registry served on its loopback admin port; per-request metrics
-are pre-bound label children so the hot path pays one lock-protected add, not a
-label lookup. Pod health is read from the balancer at scrape time.
+Each worker owns a registry served on its loopback admin port. The per-request
+figures (responses by class, latency histogram, upstream outcomes) are plain integers
+the event loop updates without locks — the loop is the only writer, and scrapes run on
+the same loop — and a collector turns them into metric families at scrape time. Pod
+health is read from the balancer at scrape time too.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+
+from strongroom.edge.balancer import Outcome
 
 # Latency buckets around the edge's own budget (≤ 1 ms added at p50) up to timeouts.
 LATENCY_BUCKETS_S = (
@@ -71,25 +81,11 @@ class _StateCollector(Collector):
 class EdgeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        requests = Counter(
-            "strongroom_edge_requests",
-            "Requests answered by the edge, by status class",
-            ["status_class"],
-            registry=self.registry,
-        )
-        self.requests_by_class = [requests.labels(c) for c in STATUS_CLASSES]
-        self.latency = Histogram(
-            "strongroom_edge_request_duration_seconds",
-            "Time from request head parsed to response complete",
-            buckets=LATENCY_BUCKETS_S,
-            registry=self.registry,
-        )
-        self.upstream = Counter(
-            "strongroom_edge_upstream_attempts",
-            "Attempts sent to pods, by outcome",
-            ["outcome"],
-            registry=self.registry,
-        )
+        self.responses_by_class = [0] * len(STATUS_CLASSES)
+        self.latency_buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)
+        self.latency_sum_s = 0.0
+        self.upstream_outcomes = dict.fromkeys(Outcome, 0)
+        self.registry.register(_HotCollector(self))
         self.retries = Counter(
             "strongroom_edge_retries",
             "Requests retried on another pod, by reason",
@@ -113,6 +109,7 @@ class EdgeMetrics:
             ["result"],
             registry=self.registry,
         )
+        self.cache_result = {r: self.cache.labels(r.lower()) for r in ("MISS", "FRESH", "STALE")}
         self.connections_accepted = Counter(
             "strongroom_edge_connections_accepted",
             "Client connections accepted",
@@ -129,6 +126,47 @@ class EdgeMetrics:
 
     def count_response(self, status: int, duration_s: float) -> None:
         index = status // 100 - 1
-        if 0 <= index < len(self.requests_by_class):
-            self.requests_by_class[index].inc()
-        self.latency.observe(duration_s)
+        if 0 <= index < 5:
+            self.responses_by_class[index] += 1
+        self.latency_buckets[bisect_left(LATENCY_BUCKETS_S, duration_s)] += 1
+        self.latency_sum_s += duration_s
+
+    def count_upstream(self, outcome: Outcome) -> None:
+        self.upstream_outcomes[outcome] += 1
+
+
+class _HotCollector(Collector):
+    def __init__(self, metrics: EdgeMetrics) -> None:
+        self._m = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        m = self._m
+        requests = CounterMetricFamily(
+            "strongroom_edge_requests",
+            "Requests answered by the edge, by status class",
+            labels=["status_class"],
+        )
+        for name, count in zip(STATUS_CLASSES, m.responses_by_class, strict=True):
+            requests.add_metric([name], float(count))
+        yield requests
+        cumulative = 0
+        buckets: list[tuple[str, float]] = []
+        for bound, count in zip(
+            (*LATENCY_BUCKETS_S, float("inf")), m.latency_buckets, strict=True
+        ):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), float(cumulative)))
+        yield HistogramMetricFamily(
+            "strongroom_edge_request_duration_seconds",
+            "Time from request head parsed to response complete",
+            buckets=buckets,
+            sum_value=m.latency_sum_s,
+        )
+        upstream = CounterMetricFamily(
+            "strongroom_edge_upstream_attempts",
+            "Attempts sent to pods, by outcome",
+            labels=["outcome"],
+        )
+        for outcome, count in m.upstream_outcomes.items():
+            upstream.add_metric([outcome.name.lower()], float(count))
+        yield upstream

@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import os
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import cast
@@ -53,6 +53,10 @@ REPLAYABLE_BODY_BYTES_MAX = 64 * 1024
 PIPELINE_DEPTH_MAX = 16
 # Streamed request bytes held while the pod connection is not writable.
 STREAM_BUFFER_BYTES_MAX = 256 * 1024
+
+_NEVER = float("inf")
+# How often connection and response deadlines are checked; timeouts fire up to this late.
+TIMEOUT_TICK_S = 0.25
 
 _PHRASES = {s.value: s.phrase.encode() for s in HTTPStatus}
 _RETRY_STATUSES = frozenset({502, 503})
@@ -102,10 +106,28 @@ class EdgeState:
     accepting: bool = True
     request_id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
     request_counter: itertools.count[int] = field(default_factory=itertools.count)
+    pass_hints: OrderedDict[object, float] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         self.private_paths = frozenset(p.encode() for p in self.settings.private_paths)
         self.hsts = b"max-age=%d; includeSubDomains" % self.settings.hsts_max_age_s
+
+    def passes(self, key: object) -> bool:
+        """Whether `key` is marked hit-for-pass (its last response was not storable)."""
+        expiry = self.pass_hints.get(key)
+        if expiry is None:
+            return False
+        if expiry < time.monotonic():
+            del self.pass_hints[key]
+            return False
+        return True
+
+    def mark_pass(self, key: object) -> None:
+        hints = self.pass_hints
+        hints[key] = time.monotonic() + self.settings.cache.pass_ttl_s
+        hints.move_to_end(key)
+        if len(hints) > self.settings.cache.pass_keys_max:
+            hints.popitem(last=False)
 
     def new_request_id(self) -> str:
         return f"{self.request_id_prefix}{next(self.request_counter):010x}"
@@ -123,7 +145,8 @@ class ClientConnection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self.closing = False
         self.requests_seen = 0
-        self._timer: asyncio.TimerHandle | None = None
+        self.deadline = _NEVER
+        self.phase = "idle"
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
@@ -213,18 +236,17 @@ class ClientConnection(asyncio.Protocol):
             self.transport.close()
 
     # timers ---------------------------------------------------------------------------
+    # Deadlines are plain floats checked by `sweep_timeouts` a few times a second: arming
+    # one per request phase costs an attribute write instead of a timer-heap operation.
     def _arm(self, timeout_s: float, phase: str) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = self.loop.call_later(timeout_s, self._timeout, phase)
+        self.deadline = time.monotonic() + timeout_s
+        self.phase = phase
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = _NEVER
 
     def _timeout(self, phase: str) -> None:
-        self._timer = None
+        self.deadline = _NEVER
         if self.transport is None or self.transport.is_closing():
             return
         if phase == "idle":
@@ -262,7 +284,7 @@ class ClientConnection(asyncio.Protocol):
             raise http1.FramingError(431, problem.HEADERS_TOO_LARGE, "request headers too large")
         if len(self._headers) >= self.limits.header_count_max:
             raise http1.FramingError(431, problem.HEADERS_TOO_LARGE, "too many request headers")
-        self._headers.append((name, value))
+        self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -302,7 +324,7 @@ class ClientConnection(asyncio.Protocol):
             exchange.body_complete()
         if self._active is None:
             self._arm(self.limits.idle_timeout_s, "idle")
-        elif self._timer is not None:
+        else:
             self._disarm()
 
     # flow ---------------------------------------------------------------------------------
@@ -318,7 +340,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _start(self, exchange: Exchange) -> None:
         self._active = exchange
-        exchange.task = self.loop.create_task(exchange.run())
+        exchange.begin()
 
     def exchange_done(self, exchange: Exchange) -> None:
         if self._active is not exchange:
@@ -391,9 +413,7 @@ class Exchange:
         self.body_chunks: list[bytes] = []
         self.body_bytes = 0
         self.body_done = not head.has_body
-        self.body_event = asyncio.Event()
-        if self.body_done:
-            self.body_event.set()
+        self.body_event: asyncio.Event | None = None
         self.body_sent_upstream = False
         # Current attempt.
         self.conn: UpstreamConnection | None = None
@@ -412,6 +432,9 @@ class Exchange:
         self._buffer_limit = 0
         self._ran_fetch = False
         self.cache_state = b""
+        self.head_deadline = _NEVER
+        self._pending_head = b""
+        self._fast = False
         if head.expect_continue and client.transport is not None:
             client.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
@@ -442,12 +465,16 @@ class Exchange:
                 conn.write(terminator)
         elif terminator:
             self.body_chunks.append(terminator)
-        self.body_event.set()
+        if self.body_event is not None:
+            self.body_event.set()
 
     # lifecycle ---------------------------------------------------------------------------
     def client_gone(self) -> None:
         if self.finished:
             return
+        if self._fast:
+            self._fast = False
+            self.finished = True
         self.keep_alive = False
         if self.task is not None and not self.task.done():
             self.task.cancel()
@@ -474,7 +501,7 @@ class Exchange:
         if pod is not None:
             self.pod = None
             self.state.balancer.end(pod, outcome)
-            self.state.metrics.upstream.labels(outcome.name.lower()).inc()
+            self.state.metrics.count_upstream(outcome)
 
     def client_backpressure(self, paused: bool) -> None:
         conn = self.conn
@@ -485,20 +512,82 @@ class Exchange:
         else:
             conn.resume_reading()
 
-    async def run(self) -> None:
+    # Fast path: most requests need no coroutine at all ------------------------------------
+    def begin(self) -> None:
+        """Start the exchange: synchronously when a pooled connection is at hand."""
+        if not self._try_fast():
+            self.task = self.client.loop.create_task(self.run())
+
+    def _needs_cache(self) -> bool:
+        cache = self.state.cache
+        return (
+            cache is not None
+            and self.head.method in (b"GET", b"HEAD")
+            and cache.request_is_cacheable(self.head.method, self.head.headers)
+            and not self.state.passes(cache.key_for(self.head.host, self.head.target))
+        )
+
+    def _try_fast(self) -> bool:
+        """Send the request from this callback if nothing needs to wait.
+
+        Falls back to the coroutine (`run`) for cache lookups, bodies still arriving, new
+        upstream connections, retries and every error answer, so those paths exist once.
+        """
+        if not self.body_done or self._needs_cache():
+            return False
+        state = self.state
+        try:
+            pod = state.balancer.pick()
+        except (NoHealthyUpstream, AllUpstreamsSaturated):
+            return False
+        conn = state.pool.take_idle(pod.upstream.name)
+        if conn is None:
+            return False
+        state.retry_budget.record_request()
+        state.balancer.begin(pod)
+        self.pod = pod
+        self._fast = True
+        self._send(conn, self._upstream_head(None), 0, False, 1)
+        return True
+
+    def _to_slow(self, exclude: set[str]) -> None:
+        """Continue a fast exchange in the coroutine (retry on another pod)."""
+        self._fast = False
+        self.task = self.client.loop.create_task(self.run(exclude=exclude))
+
+    def _fast_finished(self, status: int) -> None:
+        self._fast = False
+        self._after_response(status)
+        self._complete(status)
+
+    def _after_response(self, status: int) -> None:
+        cache = self.state.cache
+        if cache is not None and self.head.method not in (b"GET", b"HEAD"):
+            cache.invalidate_after_unsafe(
+                self.head.method, self.head.host, self.head.target, status, self._resp_headers
+            )
+
+    def _complete(self, status: int) -> None:
+        self.finished = True
+        if status:
+            duration_s = time.monotonic() - self.started_at
+            self.state.metrics.count_response(status, duration_s)
+            if self.state.settings.access_log:
+                self._log_access(status, duration_s)
+        self.client.exchange_done(self)
+
+    async def run(self, exclude: set[str] | None = None) -> None:
         status = 0
         try:
-            if self.head.method not in (b"GET", b"HEAD") and self.state.cache is not None:
-                status = await self._proxy(buffer_limit=0)
-                self.state.cache.invalidate_after_unsafe(
-                    self.head.method, self.head.host, self.head.target, status, self._resp_headers
-                )
-            elif self.state.cache is not None and self.state.cache.request_is_cacheable(
-                self.head.method, self.head.headers
-            ):
+            if exclude is not None:
+                # Continuing a fast-path exchange whose first attempt failed.
+                status = await self._proxy(buffer_limit=0, exclude=exclude, attempt=1)
+                self._after_response(status)
+            elif self._needs_cache():
                 status = await self._cached()
             else:
                 status = await self._proxy(buffer_limit=0)
+                self._after_response(status)
         except asyncio.CancelledError:
             self.keep_alive = False
             self._drop_conn()
@@ -507,13 +596,7 @@ class Exchange:
             self._drop_conn()
             status = self._fail(502, problem.BAD_GATEWAY, "the edge failed to proxy the request")
         finally:
-            self.finished = True
-            if status:
-                duration_s = time.monotonic() - self.started_at
-                self.state.metrics.count_response(status, duration_s)
-                if self.state.settings.access_log:
-                    self._log_access(status, duration_s)
-            self.client.exchange_done(self)
+            self._complete(status)
 
     def _log_access(self, status: int, duration_s: float) -> None:
         log.info(
@@ -534,9 +617,11 @@ class Exchange:
         method = self.head.method
         lookup = cache.lookup(method, self.head.target, self.head.host, self.head.headers)
         state_name = lookup.state.name
-        self.state.metrics.cache.labels(state_name.lower()).inc()
+        self.state.metrics.cache_result[state_name].inc()
         if state_name == "FRESH" and lookup.response is not None:
-            return self._serve_cached(cache.serve(lookup.response, self.head.headers, method=method))
+            return self._serve_cached(
+                cache.serve(lookup.response, self.head.headers, method=method)
+            )
         if state_name == "MISS" and lookup.only_if_cached:
             # RFC 9111 §5.2.1.7: nothing stored and the client forbids contacting a pod.
             return self._fail(504, problem.GATEWAY_TIMEOUT, "not in the edge cache")
@@ -567,6 +652,8 @@ class Exchange:
             return await self._proxy(buffer_limit=0)
         except _Answered as answered:
             if self._ran_fetch:
+                if self.response_started and self._mode == "stream":
+                    self.state.mark_pass(lookup.key)  # too large to buffer
                 return answered.status
             # The leader's response could not be shared (too large, an error): fetch our own.
             return await self._proxy(buffer_limit=0)
@@ -590,8 +677,12 @@ class Exchange:
             stored = cache.lookup(method, self.head.target, self.head.host, self.head.headers)
             if stored.response is not None:
                 return self._serve_cached(
-                    cache.serve(stored.response, self.head.headers, method=method, x_cache=XCACHE_MISS)
+                    cache.serve(
+                        stored.response, self.head.headers, method=method, x_cache=XCACHE_MISS
+                    )
                 )
+        if self._ran_fetch:
+            self.state.mark_pass(lookup.key)
         return self._write_buffered(
             Buffered(result.status, with_x_cache(result.headers, XCACHE_MISS), result.body)
         )
@@ -625,15 +716,18 @@ class Exchange:
         buffer_limit: int,
         extra_headers: list[tuple[bytes, bytes]] | None = None,
         for_cache: bool = False,
+        exclude: set[str] | None = None,
+        attempt: int = 0,
     ) -> int:
         state = self.state
         settings = state.settings.balancer
-        state.retry_budget.record_request()
+        if exclude is None:
+            state.retry_budget.record_request()
+            exclude = set()
         if self.replayable and not self.body_done:
+            self.body_event = asyncio.Event()
             await self.body_event.wait()
-        exclude: set[str] = set()
         head_bytes = self._upstream_head(extra_headers)
-        attempt = 0
         while True:
             attempt += 1
             try:
@@ -698,9 +792,27 @@ class Exchange:
         attempt: int,
     ) -> int:
         loop = self.client.loop
-        self.conn = conn
         self._head_fut = loop.create_future()
         self._done_fut = loop.create_future()
+        self._send(conn, head_bytes, buffer_limit, for_cache, attempt)
+        try:
+            await self._head_fut
+        finally:
+            self.head_deadline = _NEVER
+        if self._mode == "discarded":
+            raise _Retry(f"status_{self._resp_status}")
+        await self._done_fut
+        return self._attempt_done(conn, for_cache)
+
+    def _send(
+        self,
+        conn: UpstreamConnection,
+        head_bytes: bytes,
+        buffer_limit: int,
+        for_cache: bool,
+        attempt: int,
+    ) -> None:
+        self.conn = conn
         self._mode = "wait-head"
         self._resp_status = 0
         self._resp_chunks = []
@@ -708,24 +820,18 @@ class Exchange:
         self._buffer_limit = buffer_limit
         self._want_buffer = for_cache
         self._may_retry_status = attempt < self.state.settings.balancer.attempts_max
-        conn.start(self, head_bytes, head_request=self.head.method == b"HEAD")
         if self.body_chunks:
-            conn.write(b"".join(self.body_chunks))
+            head_bytes += b"".join(self.body_chunks)
             if not self.replayable:
                 self.body_chunks = []
+        conn.start(self, head_bytes, head_request=self.head.method == b"HEAD")
         self.body_sent_upstream = True
         if not self.replayable:
             self.client.resume_reading()
-        timer = loop.call_later(
-            self.state.settings.balancer.response_timeout_s, self._head_timeout, self._head_fut
-        )
-        try:
-            await self._head_fut
-        finally:
-            timer.cancel()
-        if self._mode == "discarded":
-            raise _Retry(f"status_{self._resp_status}")
-        await self._done_fut
+        self.head_deadline = time.monotonic() + self.state.settings.balancer.response_timeout_s
+
+    def _attempt_done(self, conn: UpstreamConnection, for_cache: bool) -> int:
+        """Return the connection and the pod after a complete response."""
         self.conn = None
         if self._resp_keep_alive and self.body_done:
             self.state.pool.release(conn)
@@ -741,8 +847,16 @@ class Exchange:
             )
         return self._resp_status
 
-    def _head_timeout(self, fut: asyncio.Future[None]) -> None:
-        if not fut.done():
+    def head_timeout(self) -> None:
+        self.head_deadline = _NEVER
+        if self._fast:
+            self._drop_conn_for_retry(Outcome.TIMEOUT)
+            self._fast_finished(
+                self._fail(504, problem.GATEWAY_TIMEOUT, "the pod did not answer in time")
+            )
+            return
+        fut = self._head_fut
+        if fut is not None and not fut.done():
             fut.set_exception(_Retry("timeout"))
             self._drop_conn_for_retry(Outcome.TIMEOUT)
 
@@ -762,9 +876,15 @@ class Exchange:
         self._resp_headers = headers
         self._resp_keep_alive = keep_alive
         head_fut = self._head_fut
+        self.head_deadline = _NEVER
         if status in _RETRY_STATUSES and self._may_retry_status and self._can_retry():
             self._mode = "discarded"
+            failed = self.pod.upstream.name if self.pod is not None else ""
             self._drop_conn_for_retry(Outcome.HTTP_5XX)
+            self.state.metrics.retries.labels(f"status_{status}").inc()
+            if self._fast:
+                self._to_slow({failed})
+                return
             if head_fut is not None and not head_fut.done():
                 head_fut.set_result(None)
             return
@@ -801,16 +921,41 @@ class Exchange:
             self._stream_body(data)
 
     def on_response_complete(self) -> None:
-        if self._mode == "stream" and self._resp_chunked_out:
-            transport = self.client.transport
-            if transport is not None:
-                transport.write(b"0\r\n\r\n")
+        if self._mode == "stream":
+            if self._resp_chunked_out:
+                self._stream_body_end()
+            else:
+                self.flush_head()
+        if self._fast:
+            conn = self.conn
+            if conn is not None:
+                self._fast_finished(self._attempt_done(conn, False))
+            return
         done = self._done_fut
         if done is not None and not done.done():
             done.set_result(None)
 
     def on_upstream_lost(self, exc: BaseException | None) -> None:
         self.conn = None
+        self.head_deadline = _NEVER
+        if self._fast:
+            failed = self.pod.upstream.name if self.pod is not None else ""
+            self._release_pod(Outcome.RESET)
+            if not self.response_started:
+                if self._can_retry():
+                    self.state.metrics.retries.labels("reset").inc()
+                    self._to_slow({failed})
+                else:
+                    self._fast_finished(
+                        self._fail(502, problem.BAD_GATEWAY, "the pod failed to answer")
+                    )
+                return
+            self.keep_alive = False
+            transport = self.client.transport
+            if transport is not None:
+                transport.abort()
+            self._fast_finished(self._resp_status)
+            return
         head_fut = self._head_fut
         if head_fut is not None and not head_fut.done():
             self._release_pod(Outcome.RESET)
@@ -835,9 +980,10 @@ class Exchange:
         framing: bytes,
     ) -> bytes:
         parts = [_status_line(status)]
+        hop_by_hop = http1.RESPONSE_HOP_BY_HOP
         for name, value in headers:
-            if name not in http1.RESPONSE_HOP_BY_HOP:
-                parts.append(b"%s: %s\r\n" % (name, value))
+            if name not in hop_by_hop:
+                parts += (name, b": ", value, b"\r\n")
         parts.append(framing)
         parts.append(b"x-request-id: %s\r\n" % self.request_id.encode())
         parts.append(b"strict-transport-security: %s\r\n" % self.state.hsts)
@@ -865,18 +1011,34 @@ class Exchange:
             framing = b""
             self.keep_alive = False
             self._resp_chunked_out = False
-        transport = self.client.transport
-        if transport is not None:
-            transport.write(self._response_head(status, self._resp_headers, framing))
+        # Held back so the head and the first body bytes leave in one write (one TLS
+        # record); `flush_head` sends it if no body arrives with this read.
+        self._pending_head = self._response_head(status, self._resp_headers, framing)
 
     def _stream_body(self, data: bytes) -> None:
         transport = self.client.transport
         if transport is None or not data:
             return
         if self._resp_chunked_out:
-            transport.write(b"%x\r\n%s\r\n" % (len(data), data))
-        else:
-            transport.write(data)
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        if self._pending_head:
+            data = self._pending_head + data
+            self._pending_head = b""
+        transport.write(data)
+
+    def _stream_body_end(self) -> None:
+        transport = self.client.transport
+        if transport is not None:
+            transport.write(self._pending_head + b"0\r\n\r\n")
+        self._pending_head = b""
+
+    def flush_head(self) -> None:
+        """End of one upstream read: send a held-back response head."""
+        if self._pending_head:
+            transport = self.client.transport
+            if transport is not None:
+                transport.write(self._pending_head)
+            self._pending_head = b""
 
     def _write_buffered(self, response: Buffered) -> int:
         transport = self.client.transport
@@ -930,12 +1092,13 @@ class Exchange:
         head = self.head
         tokens = head.connection_tokens
         parts = [head.method, b" ", head.target, b" HTTP/1.1\r\n"]
+        hop_by_hop = http1.HOP_BY_HOP
         for name, value in head.headers:
-            if name in http1.HOP_BY_HOP or (tokens and name in tokens):
+            if name in hop_by_hop or (tokens and name in tokens):
                 continue
             if extra and name in (b"if-none-match", b"if-modified-since"):
                 continue
-            parts.append(b"%s: %s\r\n" % (name, value))
+            parts += (name, b": ", value, b"\r\n")
         for name, value in extra or ():
             parts.append(b"%s: %s\r\n" % (name, value))
         ip = self.client.client_ip
@@ -986,3 +1149,14 @@ def _with_encoding(
         tag = etag[2:] if etag.startswith(b"W/") else etag
         out.append((b"etag", b'W/"' + tag.strip(b'"') + b"-" + encoding + b'"'))
     return out
+
+
+def sweep_timeouts(state: EdgeState) -> None:
+    """Fire every connection and response deadline that has passed."""
+    now = time.monotonic()
+    for conn in list(state.connections):
+        if conn.deadline <= now:
+            conn._timeout(conn.phase)
+        exchange = conn._active
+        if exchange is not None and exchange.head_deadline <= now:
+            exchange.head_timeout()

@@ -12,7 +12,8 @@ handshake and an X25519-first client pays a HelloRetryRequest round trip). So it
 not called, and OpenSSL 3.0's defaults apply: x25519, secp256r1, x448, secp521r1,
 secp384r1, ffdhe2048-8192. That is Mozilla's X25519/P-256/P-384 plus groups that are
 slower but not weaker; the client's key share (X25519 for every mainstream client)
-is used. An operator needing the exact list sets ``Groups`` in an ``OPENSSL_CONF``
+is used. An operator needing the exact list (sslyze then reports Mozilla "modern"
+compliance, see ADR 0004) sets ``Groups`` in an ``OPENSSL_CONF``
 system_default section for the edge processes.
 
 0-RTT early data stays off (OpenSSL's default): replayable requests have no place in

@@ -30,6 +30,8 @@ class ResponseSink(Protocol):
 
     def on_upstream_lost(self, exc: BaseException | None) -> None: ...
 
+    def flush_head(self) -> None: ...
+
 
 class UpstreamConnection(asyncio.Protocol):
     """One TCP connection to a pod, carrying one request at a time."""
@@ -72,10 +74,14 @@ class UpstreamConnection(asyncio.Protocol):
             # Bytes with no request outstanding: the pod is confused; never reuse.
             self.close()
             return
+        sink = self._sink
         try:
             parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(exc)
+            return
+        if sink is not None:
+            sink.flush_head()
 
     def eof_received(self) -> bool:
         self.closed = True
@@ -209,6 +215,15 @@ class UpstreamPool:
             raise ConnectFailed(f"{upstream.name}: {exc!r}") from exc
         self.connects += 1
         return protocol, False
+
+    def take_idle(self, name: str) -> UpstreamConnection | None:
+        """A pooled connection to pod `name` without waiting, or None."""
+        idle = self._idle.get(name)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
 
     def release(self, conn: UpstreamConnection) -> None:
         if conn.closed:

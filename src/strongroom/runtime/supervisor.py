@@ -126,7 +126,7 @@ class Supervisor:
         self._lock = PidLock(self.settings.run_dir / LOCK_FILE)
         self._managed: dict[str, _Managed] = {}
         self._stopping = False
-        self._stopped = False
+        self._stop_task: asyncio.Future[None] | None = None
         self._stop_event = asyncio.Event()
         self._changed = asyncio.Condition()
         self._health_task: asyncio.Task[None] | None = None
@@ -221,9 +221,15 @@ class Supervisor:
         self._stop_event.set()
 
     async def stop(self) -> None:
-        """Ordered stop: edge workers, then pods, then workers; SIGKILL after the timeout."""
-        if self._stopped:
-            return
+        """Ordered stop: edge workers, then pods, then workers; SIGKILL after the timeout.
+
+        Safe to call twice or concurrently; a cancelled caller does not cancel the stop.
+        """
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop_in_order())
+        await asyncio.shield(self._stop_task)
+
+    async def _stop_in_order(self) -> None:
         self._stopping = True
         self._stop_event.set()
         for role in STOP_ORDER:
@@ -231,7 +237,7 @@ class Supervisor:
             if not members:
                 continue
             self.stop_sequence.append(role)
-            log.info("stopping role", role=role, processes=[m.spec.name for m in members])
+            log.info("stopping role", stopping=role, processes=[m.spec.name for m in members])
             await asyncio.gather(*(self._terminate(m) for m in members))
         if self._health_task is not None:
             self._health_task.cancel()
@@ -242,7 +248,6 @@ class Supervisor:
         if self._lock.held:
             self._publish_state()
             self._lock.release()
-        self._stopped = True
 
     async def __aenter__(self) -> Supervisor:
         await self.start()
@@ -366,7 +371,11 @@ class Supervisor:
             ca_cert=ca_cert_path(self.settings),
             processes=[self._process_state(m) for m in self._managed.values()],
         )
-        write_state(self.settings.run_dir, state)
+        try:
+            write_state(self.settings.run_dir, state)
+        except OSError as exc:
+            # A full disk must not stop health tracking or restarts; the next poll retries.
+            log.warning("state.json not written", error=str(exc))
 
     def _process_state(self, managed: _Managed) -> ProcessState:
         spec = managed.spec

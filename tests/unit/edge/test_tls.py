@@ -305,7 +305,7 @@ def test_established_connections_keep_working_after_a_reload(
             await conn.echo()
             _reissue(settings, "established")
             assert reloading.maybe_reload()
-            await _connect(port, client)  # a new handshake on the new certificate
+            (await _connect(port, client)).close()  # a handshake on the new certificate
             reply = await conn.echo(b"still here")
             conn.close()
             return reply, conn.serial
