@@ -7,7 +7,9 @@ in zone a) is shared by the tests of this module, which run in order.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -30,6 +32,22 @@ def test_make_run_serves_healthz_through_the_tls_edge(platform: Platform) -> Non
     assert r.status_code == 200
     assert r.headers["strict-transport-security"].startswith("max-age=")
     assert r.headers["x-request-id"]
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_edge_offers_only_mozilla_modern_groups_and_tls13(platform: Platform) -> None:
+    def handshake(*args: str) -> bool:
+        out = subprocess.run(
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{platform.port}", *args],
+            input=b"", capture_output=True, timeout=20, check=False,
+        )
+        return b"Server Temp Key" in out.stdout or b"Peer Temp Key" in out.stdout
+
+    assert handshake("-tls1_3", "-groups", "X25519")
+    assert handshake("-tls1_3", "-groups", "P-256")
+    assert not handshake("-tls1_3", "-groups", "X448")
+    assert not handshake("-tls1_3", "-groups", "P-521")
+    assert not handshake("-tls1_2")
 
 
 def test_status_lists_every_process_with_role_zone_version_health(platform: Platform) -> None:

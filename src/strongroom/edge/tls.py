@@ -46,6 +46,36 @@ SESSION_TICKETS_PER_HANDSHAKE = 2
 _FileSignature = tuple[int, int, int, int] | None
 
 
+# Mozilla "modern": X25519, P-256, P-384 only. Python's ssl module can set a single
+# curve, not a group list, so the list reaches OpenSSL through its config file, which
+# must be in the environment before the edge process starts (`edge_openssl_env`).
+MODERN_GROUPS = "X25519:P-256:P-384"
+OPENSSL_CONF_TEXT = f"""# Written by Strongroom for edge workers: Mozilla "modern" TLS groups.
+openssl_conf = strongroom_conf
+
+[strongroom_conf]
+ssl_conf = strongroom_ssl
+
+[strongroom_ssl]
+system_default = strongroom_tls
+
+[strongroom_tls]
+MinProtocol = TLSv1.3
+Groups = {MODERN_GROUPS}
+"""
+
+
+def edge_openssl_env(directory: Path) -> dict[str, str]:
+    """Write the edge's OpenSSL config into `directory`; the env var that selects it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "openssl-edge.cnf"
+    if not path.exists() or path.read_text() != OPENSSL_CONF_TEXT:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(OPENSSL_CONF_TEXT)
+        tmp.replace(path)
+    return {"OPENSSL_CONF": str(path)}
+
+
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     """A TLS 1.3-only server context serving ``cert`` (leaf first, then chain) with ``key``.
 

@@ -20,6 +20,7 @@ import structlog
 
 from strongroom.config import SETTINGS_FILE_ENV_VAR, Settings
 from strongroom.edge.local_ca import tls_paths
+from strongroom.edge.tls import edge_openssl_env
 from strongroom.runtime.health import probe_status
 from strongroom.runtime.lock import PidLock
 from strongroom.runtime.process import (
@@ -259,10 +260,13 @@ class Supervisor:
     # Process lifecycle -----------------------------------------------------------
     async def _spawn(self, managed: _Managed) -> None:
         argv = child_command(managed.spec, self._entrypoints)
+        env = self._child_env
+        if managed.spec.role == "edge":
+            env = {**env, **edge_openssl_env(self.settings.run_dir)}
         try:
             managed.process = await asyncio.create_subprocess_exec(
                 *argv,
-                env=self._child_env,
+                env=env,
                 # Own session: a terminal's Ctrl-C reaches only the supervisor, which
                 # then stops the children in order instead of all at once.
                 start_new_session=True,
