@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast, Any
+from typing import Any, cast
 
 import httptools
 import uvloop
@@ -107,8 +107,11 @@ class _PodProtocol(asyncio.Protocol):
     async def respond(self, seen: Seen) -> None:
         pod = self.pod
         if seen.path == "/readyz":
-            status, headers, body = (200, [], b'{"status":"ready"}') if pod.ready else (
-                503, [], b'{"status":"draining"}')
+            status, headers, body = (
+                (200, [], b'{"status":"ready"}')
+                if pod.ready
+                else (503, [], b'{"status":"draining"}')
+            )
         else:
             if pod.delay_s:
                 await asyncio.sleep(pod.delay_s)
@@ -117,10 +120,19 @@ class _PodProtocol(asyncio.Protocol):
                 if pod.fail_status:
                     result = (pod.fail_status, [], b"fail")
                 else:
-                    echo = {"pod": pod.name, "zone": pod.zone, "path": seen.path,
-                            "method": seen.method, "headers": seen.headers,
-                            "body_len": len(seen.body)}
-                    result = (200, [("content-type", "application/json")], json.dumps(echo).encode())
+                    echo = {
+                        "pod": pod.name,
+                        "zone": pod.zone,
+                        "path": seen.path,
+                        "method": seen.method,
+                        "headers": seen.headers,
+                        "body_len": len(seen.body),
+                    }
+                    result = (
+                        200,
+                        [("content-type", "application/json")],
+                        json.dumps(echo).encode(),
+                    )
             status, headers, body = result
         hdrs = "".join(f"{k}: {v}\r\n" for k, v in headers)
         out = (f"HTTP/1.1 {status} X\r\ncontent-length: {len(body)}\r\n{hdrs}\r\n").encode()
@@ -159,8 +171,9 @@ class EdgeHarness:
         self.port = sock.getsockname()[1]
         self.worker = EdgeWorker(self.settings, 0, self.zone)
         asyncio.run_coroutine_threadsafe(self.worker.serve(sock), self.loop)
-        self.wait_for(lambda: self.worker is not None and any(
-            p.available for p in self.worker.balancer.pods))
+        self.wait_for(
+            lambda: self.worker is not None and any(p.available for p in self.worker.balancer.pods)
+        )
 
     def write_upstreams(self, generation: int = 1) -> None:
         self.settings.run_dir.mkdir(parents=True, exist_ok=True)

@@ -51,8 +51,18 @@ class Platform:
 
     def status(self) -> dict[str, Any]:
         out = subprocess.run(
-            [sys.executable, "-m", "strongroom.cli.main", "status", "--data-dir", str(self.data_dir), "--json"],
-            capture_output=True, check=False, timeout=30,
+            [
+                sys.executable,
+                "-m",
+                "strongroom.cli.main",
+                "status",
+                "--data-dir",
+                str(self.data_dir),
+                "--json",
+            ],
+            capture_output=True,
+            check=False,
+            timeout=30,
         )
         return json.loads(out.stdout)
 
@@ -63,32 +73,61 @@ class Platform:
         ctx = client_context(self.data_dir / "tls" / "ca.pem")
         return httpx.Client(verify=ctx, base_url=f"https://localhost:{self.port}", timeout=10)
 
-    def wait_healthy(self, names: list[str], *, other_pid: dict[str, int] | None = None,
-                     timeout_s: float = 60) -> None:
+    def wait_healthy(
+        self, names: list[str], *, other_pid: dict[str, int] | None = None, timeout_s: float = 60
+    ) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             procs = self.processes()
-            if all(procs[n]["health"] == "healthy" and procs[n]["pid"] and
-                   (other_pid is None or procs[n]["pid"] != other_pid.get(n)) for n in names):
+            if all(
+                procs[n]["health"] == "healthy"
+                and procs[n]["pid"]
+                and (other_pid is None or procs[n]["pid"] != other_pid.get(n))
+                for n in names
+            ):
                 return
             time.sleep(0.2)
         raise AssertionError(f"{names} not healthy in time: {self.processes()}")
 
 
 @contextmanager
-def running_platform(tmp: Path, *, pods: int = 2, zones: str = "a", edge_workers: int = 1,
-                     extra_env: dict[str, str] | None = None) -> Iterator[Platform]:
+def running_platform(
+    tmp: Path,
+    *,
+    pods: int = 2,
+    zones: str = "a",
+    edge_workers: int = 1,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Platform]:
     port = free_port_block(1)
     pod_base = free_port_block(pods + 1)
     admin_base = free_port_block(edge_workers + 1)
-    env = {**os.environ,
-           "STRONGROOM_PODS__PORT_BASE": str(pod_base),
-           "STRONGROOM_EDGE__ADMIN_PORT": str(admin_base),
-           **(extra_env or {})}
+    env = {
+        **os.environ,
+        "STRONGROOM_PODS__PORT_BASE": str(pod_base),
+        "STRONGROOM_EDGE__ADMIN_PORT": str(admin_base),
+        **(extra_env or {}),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "strongroom.cli.main", "up", "--data-dir", str(tmp), "--port", str(port),
-         "--pods", str(pods), "--zones", zones, "--edge-workers", str(edge_workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=(tmp.parent / f"{tmp.name}-up.log").open("wb"),
+        [
+            sys.executable,
+            "-m",
+            "strongroom.cli.main",
+            "up",
+            "--data-dir",
+            str(tmp),
+            "--port",
+            str(port),
+            "--pods",
+            str(pods),
+            "--zones",
+            zones,
+            "--edge-workers",
+            str(edge_workers),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp.parent / f"{tmp.name}-up.log").open("wb"),
     )
     platform = Platform(tmp, port, proc)
     try:
@@ -142,9 +181,14 @@ class Load:
                 path = self.paths[i % len(self.paths)]
                 try:
                     if n % 2 and i % 3 == 0:
-                        r = c.post("/v1/echo", content=b'{"x":1}',
-                                   headers={"Idempotency-Key": f"k-{n}-{i}",
-                                            "Content-Type": "application/json"})
+                        r = c.post(
+                            "/v1/echo",
+                            content=b'{"x":1}',
+                            headers={
+                                "Idempotency-Key": f"k-{n}-{i}",
+                                "Content-Type": "application/json",
+                            },
+                        )
                     else:
                         r = c.get(path)
                     if r.status_code == 200:

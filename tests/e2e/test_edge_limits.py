@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.edge_harness import EdgeHarness, FakePod, read_all, running_edge, status_of
+from tests.e2e.edge_harness import FakePod, read_all, running_edge, status_of
 
 SMUGGLING = {
     "cl_and_te": (
@@ -72,7 +71,11 @@ def test_oversized_headers_get_431(edge) -> None:
     before = len(pod.paths())
     big = b"GET /s HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
     assert status_of(h.raw(big)) == 431
-    many = b"GET /s HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(30)) + b"\r\n"
+    many = (
+        b"GET /s HTTP/1.1\r\nHost: x\r\n"
+        + b"".join(b"X-%d: y\r\n" % i for i in range(30))
+        + b"\r\n"
+    )
     assert status_of(h.raw(many)) == 431
     assert len(pod.paths()) == before
 
@@ -82,8 +85,15 @@ def test_oversized_body_gets_413_before_reading_it(edge) -> None:
     before = len(pod.paths())
     response = h.raw(b"POST /s HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"a" * 10)
     assert status_of(response) == 413
-    chunked = (b"POST /s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-               + b"400\r\n" + b"a" * 1024 + b"\r\n" + b"400\r\n" + b"a" * 1024 + b"\r\n0\r\n\r\n")
+    chunked = (
+        b"POST /s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + b"400\r\n"
+        + b"a" * 1024
+        + b"\r\n"
+        + b"400\r\n"
+        + b"a" * 1024
+        + b"\r\n0\r\n\r\n"
+    )
     assert status_of(h.raw(chunked)) == 413
     time.sleep(0.05)
     assert len(pod.paths()) == before
@@ -105,8 +115,10 @@ def test_slow_headers_get_408_and_are_never_forwarded(edge) -> None:
 def test_valid_chunked_body_is_forwarded_intact(edge) -> None:
     h, pod = edge
     body = b"hello world"
-    request = (b"POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-               b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n")
+    request = (
+        b"POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n"
+    )
     response = h.raw(request)
     assert status_of(response) == 200
     assert pod.seen[-1].body == body

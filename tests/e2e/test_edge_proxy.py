@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import ssl
 import socket
+import ssl
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.edge_harness import FakePod, read_all, running_edge, status_of
+from tests.e2e.edge_harness import FakePod, running_edge
 
 
 def get(h, path: str, **kw):

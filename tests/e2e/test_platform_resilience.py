@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -39,7 +38,10 @@ def test_edge_offers_only_mozilla_modern_groups_and_tls13(platform: Platform) ->
     def handshake(*args: str) -> bool:
         out = subprocess.run(
             ["openssl", "s_client", "-connect", f"127.0.0.1:{platform.port}", *args],
-            input=b"", capture_output=True, timeout=20, check=False,
+            input=b"",
+            capture_output=True,
+            timeout=20,
+            check=False,
         )
         return b"Server Temp Key" in out.stdout or b"Peer Temp Key" in out.stdout
 
@@ -101,8 +103,9 @@ def test_losing_every_pod_of_zone_a_keeps_serving_from_zone_b(platform: Platform
     assert load.failures == []
     assert before["pod-1"] == 0  # zone b idles while zone a is healthy
     assert after["pod-1"] > 0  # and takes over when zone a is gone
-    platform.wait_healthy(["pod-0", "pod-2"],
-                          other_pid={n: procs[n]["pid"] for n in ("pod-0", "pod-2")})
+    platform.wait_healthy(
+        ["pod-0", "pod-2"], other_pid={n: procs[n]["pid"] for n in ("pod-0", "pod-2")}
+    )
 
 
 def test_requests_served_by_different_pods_behave_identically(platform: Platform) -> None:
@@ -112,8 +115,10 @@ def test_requests_served_by_different_pods_behave_identically(platform: Platform
             for path in ("/v1/", "/v1/echo?q=1"):
                 r = c.get(path, headers={"X-Request-Id": "same-request-id-1"})
                 body = r.json()
-                bodies.setdefault(body["pod"], {})[path] = (r.status_code, {
-                    k: v for k, v in body.items() if k not in ("pod", "zone", "headers")})
+                bodies.setdefault(body["pod"], {})[path] = (
+                    r.status_code,
+                    {k: v for k, v in body.items() if k not in ("pod", "zone", "headers")},
+                )
             complete = [b for b in bodies.values() if len(b) == 2]
             if len(complete) >= 2:
                 break
