@@ -144,8 +144,7 @@ def running_platform(
             if time.monotonic() > deadline:
                 raise AssertionError("platform did not come up in 90 s")
             time.sleep(0.3)
-        names = [f"pod-{i}" for i in range(pods)]
-        platform.wait_healthy(names)
+        platform.wait_healthy(list(platform.processes()))
         yield platform
     finally:
         if proc.poll() is None:
