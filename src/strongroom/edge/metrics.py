@@ -151,9 +151,7 @@ class _HotCollector(Collector):
         yield requests
         cumulative = 0
         buckets: list[tuple[str, float]] = []
-        for bound, count in zip(
-            (*LATENCY_BUCKETS_S, float("inf")), m.latency_buckets, strict=True
-        ):
+        for bound, count in zip((*LATENCY_BUCKETS_S, float("inf")), m.latency_buckets, strict=True):
             cumulative += count
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), float(cumulative)))
         yield HistogramMetricFamily(
