@@ -30,6 +30,7 @@ from strongroom import __version__
 CONFIG_ENV_VAR = "STRONGROOM_CONFIG"
 SETTINGS_FILE_ENV_VAR = "STRONGROOM_SETTINGS_FILE"
 DEFAULT_EDGE_SECRET = "strongroom-embedded-edge-secret-change-me"  # noqa: S105 - the known default production refuses
+DEFAULT_KEY_ENCRYPTION_KEY = "strongroom-embedded-key-encryption-key-change-me"
 
 
 class EdgeLimits(BaseModel):
@@ -230,9 +231,46 @@ class ObserveSettings(BaseModel):
     service_name: str = "strongroom"
 
 
+class AuthSettings(BaseModel):
+    """OAuth 2.0 authorization server and token verification at every pod."""
+
+    # Empty → https://localhost:<edge.port>; must be the exact URL clients use (RFC 8414 §3.3).
+    issuer: str = ""
+    # The `aud` of every access token: the /v1 resource server.
+    audience: str = "https://api.strongroom.dev/v1"
+    # RFC 9068 tokens are bearer credentials: short-lived so revocation matters little.
+    access_token_lifetime_s: int = 300
+    # Clock skew tolerated between pods when checking exp/iat/nbf.
+    leeway_s: int = 30
+    signing_alg: Literal["Ed25519", "ES256"] = "Ed25519"
+    # A new key is published this long before it signs, so every cached JWKS has it.
+    key_publish_ahead_s: int = 600
+    # Keys sign for this long before `strongroom keys rotate` is due (operators rotate).
+    key_rotation_days: int = 30
+    # Unknown `kid`: refetch the key set at most this often (NOTES: outages from pods
+    # that never refetch, and from pods that refetch on every bad token).
+    jwks_refetch_cooldown_s: float = 5.0
+    # Revocations and client suspensions reach every pod within this poll period.
+    deny_list_poll_s: float = 0.2
+    # argon2id for client secrets and user passwords (OWASP: m=19 MiB, t=2, p=1 minimum).
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19_456
+    argon2_parallelism: int = 1
+    # A verified client secret is remembered (as a keyed hash) this long per pod, so a
+    # client's repeated grants cost microseconds, not an argon2 run each.
+    verified_secret_cache_s: float = 300.0
+    # Access tokens remembered per pod after a full verify (exact token string → claims;
+    # expiry and key still re-checked on a hit). A signature check costs ~100-140 µs on
+    # the reference machine, a hit ~1 µs, and clients reuse a token for its lifetime;
+    # ~1 KiB each, so 10,000 is ~10 MiB. 0 disables (AccessTokenVerifier cache_size).
+    verified_token_cache_size: int = 10_000
+
+
 class SecretSettings(BaseModel):
     # Shared by edge and pods: pods trust Forwarded/X-Request-Id only with this proof.
     edge_secret: SecretStr = SecretStr(DEFAULT_EDGE_SECRET)
+    # Encrypts signing keys at rest in the database (AES-256-GCM key derived from it).
+    key_encryption_key: SecretStr = SecretStr(DEFAULT_KEY_ENCRYPTION_KEY)
 
 
 class Settings(BaseSettings):
@@ -252,6 +290,7 @@ class Settings(BaseSettings):
     supervisor: SupervisorSettings = Field(default_factory=SupervisorSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     observe: ObserveSettings = Field(default_factory=ObserveSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     secrets: SecretSettings = Field(default_factory=SecretSettings)
 
     @classmethod
@@ -275,6 +314,8 @@ class Settings(BaseSettings):
             problems = []
             if self.secrets.edge_secret.get_secret_value() == DEFAULT_EDGE_SECRET:
                 problems.append("secrets.edge_secret is the built-in default")
+            if self.secrets.key_encryption_key.get_secret_value() == DEFAULT_KEY_ENCRYPTION_KEY:
+                problems.append("secrets.key_encryption_key is the built-in default")
             if self.edge.plaintext:
                 problems.append("edge.plaintext serves without TLS")
             if not self.database.url.startswith("postgresql"):
@@ -302,6 +343,10 @@ class Settings(BaseSettings):
             return self.database.url
         return f"sqlite:///{(self.data_dir / 'strongroom.db').resolve()}"
 
+    @property
+    def issuer(self) -> str:
+        return self.auth.issuer or f"https://localhost:{self.edge.port}"
+
     def pod_zone(self, index: int) -> str:
         return self.pods.zones[index % len(self.pods.zones)]
 
@@ -327,5 +372,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 def dump_settings(settings: Settings) -> str:
     """Serialise including secrets: the file is written 0600 in the run dir."""
     data = settings.model_dump(mode="json")
-    data["secrets"] = {"edge_secret": settings.secrets.edge_secret.get_secret_value()}
+    data["secrets"] = {
+        name: secret.get_secret_value() for name, secret in settings.secrets if secret is not None
+    }
     return json.dumps(data, indent=2, sort_keys=True)

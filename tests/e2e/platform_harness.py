@@ -137,7 +137,7 @@ def running_platform(
                 raise AssertionError(f"strongroom up exited with {proc.returncode}")
             try:
                 with platform.client() as c:
-                    if c.get("/v1/").status_code == 200:
+                    if c.get("/").status_code == 200:
                         break
             except (httpx.HTTPError, OSError):
                 pass
@@ -163,7 +163,7 @@ class Load:
     platform: Platform
     clients: int = 4
     max_s: float = 60.0
-    paths: tuple[str, ...] = ("/v1/", "/v1/echo")
+    paths: tuple[str, ...] = ("/", "/echo")
     ok: int = 0
     failures: list[str] = field(default_factory=list)
     served_by: Counter[str] = field(default_factory=Counter)
@@ -181,7 +181,7 @@ class Load:
                 try:
                     if n % 2 and i % 3 == 0:
                         r = c.post(
-                            "/v1/echo",
+                            "/echo",
                             content=b'{"x":1}',
                             headers={
                                 "Idempotency-Key": f"k-{n}-{i}",

@@ -6,6 +6,7 @@ matters between requests: two pods built from the same settings answer alike.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -18,7 +19,8 @@ from sqlalchemy.engine import Engine
 
 from strongroom.adapters.db.engine import make_engine
 from strongroom.adapters.db.migrate import Readiness, check_ready
-from strongroom.api import health, service_info
+from strongroom.api import clients_routes, health, oauth_server, service_info
+from strongroom.api.auth_runtime import AuthRuntime
 from strongroom.api.error_handlers import install_error_handlers
 from strongroom.api.lifecycle import PodIdentity, PodState, ReadinessCheck
 from strongroom.api.middleware import PodMiddleware
@@ -29,9 +31,13 @@ API_TITLE = "Strongroom API"
 
 
 def build_v1_router() -> APIRouter:
-    """Everything under ``/v1``; each resource's router is included here."""
+    """Everything under ``/v1``; each resource's router is included here.
+
+    Every route must depend on `authz.requires(scope)`: a test walks this router and
+    fails for any route without an authorization decision.
+    """
     v1 = APIRouter(prefix="/v1")
-    v1.include_router(service_info.router)
+    v1.include_router(clients_routes.router)
     return v1
 
 
@@ -62,11 +68,25 @@ def create_app(
     owns_engine = engine is None
     db_engine = engine if engine is not None else make_engine(settings)
 
+    auth = AuthRuntime(settings, db_engine)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if owns_engine:
-            db_engine.dispose()
+        # Revocations and suspensions reach this pod through the deny-list feed.
+        tasks = [
+            asyncio.create_task(auth.deny_list_sync.run(), name="deny-list-sync"),
+            asyncio.create_task(auth.refresh_keys_forever(), name="key-refresh"),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if owns_engine:
+                db_engine.dispose()
 
     app = FastAPI(
         title=API_TITLE,
@@ -115,6 +135,7 @@ def create_app(
     app.state.pod = state
     app.state.metrics_registry = registry
     app.state.engine = db_engine
+    app.state.auth = auth
 
     install_error_handlers(app)
     app.add_middleware(
@@ -127,5 +148,7 @@ def create_app(
         tracer=tracer,
     )
     app.include_router(health.router)
+    app.include_router(service_info.router)
+    app.include_router(oauth_server.router)
     app.include_router(build_v1_router())
     return app

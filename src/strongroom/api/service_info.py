@@ -1,4 +1,4 @@
-"""``/v1/`` service information and ``/v1/echo``, a diagnostic mirror of what the pod received.
+"""``/`` service information and ``/echo``, a diagnostic mirror of what the pod received.
 
 Both are deterministic across pods except for ``pod`` and ``zone``, which is what the
 statelessness and load-balancing tests compare. The echo never reflects credentials:

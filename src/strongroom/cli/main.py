@@ -12,25 +12,22 @@ import json
 import platform
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
 from strongroom import __version__
+from strongroom.cli.auth_commands import register_auth_commands
 from strongroom.cli.config_view import masked_settings, to_toml
-from strongroom.cli.settings_flags import (
-    build_overrides,
-    describe_validation_error,
-    resolve_settings,
+from strongroom.cli.settings_options import (
+    ConfigOption,
+    DataDirOption,
+    _settings,
+    err_console,
 )
 from strongroom.cli.status_view import load_status, status_table
-from strongroom.config import Settings
 from strongroom.runtime.lock import SupervisorAlreadyRunningError
-
-# Exit status for configuration errors (click uses 2 for usage errors too).
-EXIT_CONFIG_ERROR = 2
 
 app = typer.Typer(
     name="strongroom",
@@ -44,7 +41,6 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 
 console = Console()
-err_console = Console(stderr=True)
 
 
 class Profile(StrEnum):
@@ -55,25 +51,6 @@ class Profile(StrEnum):
 class ConfigFormat(StrEnum):
     toml = "toml"
     json = "json"
-
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", help="TOML settings file (below env vars and flags)."),
-]
-DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="Data directory.", show_default=".strongroom")
-]
-
-
-def _settings(config: Path | None, **flags: Any) -> Settings:
-    """Resolve settings or exit with the configuration problem spelled out."""
-    try:
-        return resolve_settings(config, build_overrides(**flags))
-    except ValidationError as exc:
-        err_console.print("[bold red]configuration error:[/]")
-        err_console.print(describe_validation_error(exc), markup=False, highlight=False)
-        raise typer.Exit(EXIT_CONFIG_ERROR) from None
 
 
 @app.command()
@@ -199,6 +176,8 @@ def _safe_url(url: str) -> str:
 
     return make_url(url).render_as_string(hide_password=True)
 
+
+register_auth_commands(app)
 
 if __name__ == "__main__":
     app()

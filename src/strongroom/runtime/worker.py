@@ -78,7 +78,19 @@ def cert_renewal_job(settings: Settings, index: int) -> Job | None:
     return periodic_job("cert-renewal", settings.workers.cert_check_interval_s, step)
 
 
-JOB_FACTORIES: list[JobFactory] = [cert_renewal_job]
+def key_rotation_job(settings: Settings, index: int) -> Job | None:
+    """Rotate the token signing key when due (worker 0 only: one rotator)."""
+    if index != 0:
+        return None
+    from strongroom.runtime.signing_keys import (  # noqa: PLC0415 - SQLAlchemy import
+        ROTATION_CHECK_INTERVAL_S,
+        rotate_if_due,
+    )
+
+    return periodic_job("key-rotation", ROTATION_CHECK_INTERVAL_S, lambda: rotate_if_due(settings))
+
+
+JOB_FACTORIES: list[JobFactory] = [cert_renewal_job, key_rotation_job]
 
 
 def jobs_for(

@@ -109,7 +109,7 @@ def test_sigterm_drains_then_finishes_in_flight_request_and_exits_zero(tmp_path:
         assert readyz.json() == {"status": "draining"}
         assert readyz.headers["connection"] == "close"
         # Still serving new requests during the grace period, each closing its connection.
-        info = http.get("/v1/")
+        info = http.get("/")
         assert info.status_code == 200
         assert info.headers["connection"] == "close"
 

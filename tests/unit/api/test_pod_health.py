@@ -6,7 +6,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from strongroom.adapters.db.migrate import upgrade
+from strongroom.adapters.db.migrate import head_revision, upgrade
 from strongroom.config import Settings
 
 pytestmark = pytest.mark.anyio
@@ -35,7 +35,7 @@ async def test_readyz_is_not_ready_problem_before_migrations(
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
     assert body["type"].endswith("/not-ready")
-    assert "0001_tenants" in body["detail"]
+    assert head_revision() in body["detail"]
 
 
 async def test_readyz_is_ready_once_migrated(client: httpx.AsyncClient, settings: Settings) -> None:
@@ -58,25 +58,25 @@ async def test_draining_pod_answers_readyz_503_draining(
 async def test_draining_pod_closes_connections_on_every_response(
     app: FastAPI, client: httpx.AsyncClient
 ) -> None:
-    assert "connection" not in (await client.get("/v1/")).headers
+    assert "connection" not in (await client.get("/")).headers
     app.state.pod.start_draining()
-    for path in ("/v1/", "/healthz", "/nope"):
+    for path in ("/", "/healthz", "/nope"):
         assert (await client.get(path)).headers["connection"] == "close"
 
 
 async def test_metrics_count_requests_by_route_template(client: httpx.AsyncClient) -> None:
-    await client.get("/v1/echo", params={"q": "1"})
+    await client.get("/echo", params={"q": "1"})
     await client.get("/v1/unknown/123")
-    await client.request("BREW", "/v1/echo")
+    await client.request("BREW", "/echo")
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
-    assert 'strongroom_http_requests_total{method="GET",route="/v1/echo",status="200"} 1.0' in text
+    assert 'strongroom_http_requests_total{method="GET",route="/echo",status="200"} 1.0' in text
     assert (
         'strongroom_http_requests_total{method="GET",route="<unmatched>",status="404"} 1.0' in text
     )
-    assert 'method="OTHER",route="/v1/echo",status="405"' in text
+    assert 'method="OTHER",route="/echo",status="405"' in text
     assert "strongroom_http_request_duration_seconds_bucket" in text
     assert "strongroom_http_requests_in_flight" in text
     assert 'strongroom_pod_info{pod="pod-0",version="0.1.0",zone="a"} 1.0' in text

@@ -44,7 +44,7 @@ async def test_wrong_method_is_method_not_allowed_problem_with_allow(
 async def test_declared_oversized_body_is_rejected_before_reading(
     client: httpx.AsyncClient,
 ) -> None:
-    response = await client.post("/v1/echo", content=b"x" * 1025)
+    response = await client.post("/echo", content=b"x" * 1025)
     body = assert_problem(response, 413, "body-too-large")
     assert "1024" in str(body["detail"])
     assert response.headers["connection"] == "close"
@@ -57,13 +57,13 @@ async def test_streamed_oversized_body_is_rejected_while_reading(
         for _ in range(4):
             yield b"y" * 400
 
-    response = await client.post("/v1/echo", content=chunks())
+    response = await client.post("/echo", content=chunks())
     assert "content-length" not in response.request.headers
     assert_problem(response, 413, "body-too-large")
 
 
 async def test_body_at_the_limit_is_accepted(client: httpx.AsyncClient) -> None:
-    response = await client.post("/v1/echo", content=b"x" * 1024)
+    response = await client.post("/echo", content=b"x" * 1024)
     assert response.status_code == 200
     assert response.json()["body_bytes"] == 1024
 

@@ -24,8 +24,8 @@ SECRET = EDGE_SECRET.encode()
 
 
 async def test_request_id_is_generated_and_echoed(client: httpx.AsyncClient) -> None:
-    first = await client.get("/v1/echo")
-    second = await client.get("/v1/echo")
+    first = await client.get("/echo")
+    second = await client.get("/echo")
     rid = first.headers["x-request-id"]
     assert len(rid) == 32
     assert first.json()["request_id"] == rid
@@ -33,25 +33,25 @@ async def test_request_id_is_generated_and_echoed(client: httpx.AsyncClient) -> 
 
 
 async def test_client_request_id_is_ignored_without_edge_proof(client: httpx.AsyncClient) -> None:
-    response = await client.get("/v1/echo", headers={"x-request-id": "forged-id"})
+    response = await client.get("/echo", headers={"x-request-id": "forged-id"})
     assert response.headers["x-request-id"] != "forged-id"
 
 
 async def test_request_id_from_edge_is_propagated(client: httpx.AsyncClient) -> None:
-    response = await client.get("/v1/echo", headers=edge_headers(**{"x-request-id": "edge-42"}))
+    response = await client.get("/echo", headers=edge_headers(**{"x-request-id": "edge-42"}))
     assert response.headers["x-request-id"] == "edge-42"
     assert response.json()["request_id"] == "edge-42"
 
 
 async def test_malformed_request_id_from_edge_is_replaced(client: httpx.AsyncClient) -> None:
-    response = await client.get("/v1/echo", headers=edge_headers(**{"x-request-id": "a b\tc"}))
+    response = await client.get("/echo", headers=edge_headers(**{"x-request-id": "a b\tc"}))
     assert response.headers["x-request-id"] != "a b\tc"
     assert is_valid_request_id(response.headers["x-request-id"].encode())
 
 
 async def test_forwarded_headers_are_ignored_without_edge_proof(client: httpx.AsyncClient) -> None:
     response = await client.get(
-        "/v1/echo",
+        "/echo",
         headers={
             "forwarded": "for=203.0.113.9;proto=https",
             "x-forwarded-for": "198.51.100.1",
@@ -65,7 +65,7 @@ async def test_forwarded_headers_are_ignored_without_edge_proof(client: httpx.As
 
 async def test_wrong_edge_proof_is_not_trusted_and_is_counted(client: httpx.AsyncClient) -> None:
     response = await client.get(
-        "/v1/echo",
+        "/echo",
         headers={"x-strongroom-edge": "guess", "forwarded": "for=203.0.113.9"},
     )
     assert response.json()["client"] == PEER[0]
@@ -75,7 +75,7 @@ async def test_wrong_edge_proof_is_not_trusted_and_is_counted(client: httpx.Asyn
 
 async def test_forwarded_header_is_honoured_with_edge_proof(client: httpx.AsyncClient) -> None:
     response = await client.get(
-        "/v1/echo",
+        "/echo",
         headers=edge_headers(forwarded='for="[2001:db8::7]:4711";proto=https;host=api.example'),
     )
     body = response.json()
@@ -89,14 +89,14 @@ async def test_last_x_forwarded_for_entry_is_used_with_edge_proof(
     client: httpx.AsyncClient,
 ) -> None:
     response = await client.get(
-        "/v1/echo", headers=edge_headers(**{"x-forwarded-for": "1.1.1.1, 203.0.113.50"})
+        "/echo", headers=edge_headers(**{"x-forwarded-for": "1.1.1.1, 203.0.113.50"})
     )
     assert response.json()["client"] == "203.0.113.50"
 
 
 async def test_echo_redacts_the_edge_secret_and_credentials(client: httpx.AsyncClient) -> None:
     response = await client.get(
-        "/v1/echo", headers=edge_headers(authorization="Bearer tok-123", cookie="s=1")
+        "/echo", headers=edge_headers(authorization="Bearer tok-123", cookie="s=1")
     )
     assert EDGE_SECRET not in response.text
     assert "tok-123" not in response.text

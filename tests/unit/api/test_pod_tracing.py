@@ -25,14 +25,14 @@ async def test_request_produces_a_server_span_named_by_route(settings: Settings)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://pod") as http:
         response = await http.get(
-            "/v1/echo", headers={"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"}
+            "/echo", headers={"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"}
         )
     app.state.engine.dispose()
     (span,) = exporter.get_finished_spans()
-    assert span.name == "GET /v1/echo"
+    assert span.name == "GET /echo"
     assert span.kind == trace.SpanKind.SERVER
     assert span.attributes is not None
-    assert span.attributes["http.route"] == "/v1/echo"
+    assert span.attributes["http.route"] == "/echo"
     assert span.attributes["http.response.status_code"] == 200
     assert span.attributes["strongroom.request_id"] == response.headers["x-request-id"]
     assert format(span.context.trace_id, "032x") == TRACE_ID

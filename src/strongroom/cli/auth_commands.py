@@ -1,0 +1,314 @@
+"""`strongroom tenant|client|token|keys`: provisioning the authorization server.
+
+These act on the database directly (like `db upgrade`), so they work whether or not
+the platform runs; `token` is the exception: it asks the running platform's token
+endpoint, through the edge, exactly as a client would.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from strongroom.cli.settings_options import ConfigOption, DataDirOption, _settings, err_console
+from strongroom.config import Settings
+
+console = Console()
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+# The token command talks to a local platform; a hung edge must not hang the shell.
+TOKEN_REQUEST_TIMEOUT_S = 15.0
+
+
+@dataclass
+class _Stores:
+    """Repositories over the configured database, built once per command."""
+
+    settings: Settings
+
+    def __post_init__(self) -> None:
+        from strongroom.adapters.db.auth_repositories import (  # noqa: PLC0415 - SQLAlchemy import
+            SqlClientRepository,
+            SqlKeyRepository,
+            SqlRevocationStore,
+            SqlTenantRepository,
+        )
+        from strongroom.adapters.db.engine import make_engine  # noqa: PLC0415
+        from strongroom.auth.secrets import SecretHasher  # noqa: PLC0415
+
+        auth = self.settings.auth
+        self.engine = make_engine(self.settings)
+        self.tenants = SqlTenantRepository(self.engine)
+        deny_ttl_s = auth.access_token_lifetime_s + auth.leeway_s
+        self.clients = SqlClientRepository(self.engine, client_deny_ttl_s=deny_ttl_s)
+        self.revocations = SqlRevocationStore(self.engine, client_deny_ttl_s=deny_ttl_s)
+        self.keys = SqlKeyRepository(
+            self.engine, self.settings.secrets.key_encryption_key.get_secret_value()
+        )
+        self.hasher = SecretHasher(
+            time_cost=auth.argon2_time_cost,
+            memory_kib=auth.argon2_memory_kib,
+            parallelism=auth.argon2_parallelism,
+        )
+
+
+def _stores(config: object, data_dir: object) -> _Stores:
+    settings = _settings(config, data_dir=data_dir)  # type: ignore[arg-type]
+    return _Stores(settings)
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]{message}[/]")
+    return typer.Exit(1)
+
+
+tenant_app = typer.Typer(help="Tenants: the unit of isolation.", no_args_is_help=True)
+client_app = typer.Typer(help="OAuth 2.0 clients of a tenant.", no_args_is_help=True)
+keys_app = typer.Typer(help="Access-token signing keys.", no_args_is_help=True)
+
+
+@tenant_app.command("create")
+def tenant_create(
+    name: Annotated[str, typer.Argument(help="Display name.")],
+    tenant_id: Annotated[str | None, typer.Option("--id", help="Choose the id (UUID).")] = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create a tenant and print its id."""
+    from strongroom.auth.provisioning import ProvisioningError, create_tenant  # noqa: PLC0415
+
+    stores = _stores(config, data_dir)
+    try:
+        new_id = create_tenant(stores.tenants, name, tenant_id)
+    except ProvisioningError as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        typer.echo(json.dumps({"tenant_id": new_id, "name": name}))
+    else:
+        console.print(f"tenant [bold]{new_id}[/] ({name})")
+
+
+@client_app.command("create")
+def client_create(
+    *,
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant id.")],
+    scopes: Annotated[str, typer.Option("--scopes", help="Space- or comma-separated scopes.")],
+    name: Annotated[str, typer.Option("--name", help="Display name.")] = "client",
+    dpop: Annotated[bool, typer.Option("--dpop", help="Require DPoP-bound tokens.")] = False,
+    operator: Annotated[
+        bool, typer.Option("--operator", help="A platform operator client (may hold admin).")
+    ] = False,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Register a confidential client; prints its id and, this once, its secret."""
+    from strongroom.auth.provisioning import ProvisioningError, create_client  # noqa: PLC0415
+
+    stores = _stores(config, data_dir)
+    wanted = [s for s in scopes.replace(",", " ").split() if s]
+    try:
+        record, secret = create_client(
+            stores.tenants,
+            stores.clients,
+            stores.hasher,
+            tenant_id=tenant,
+            name=name,
+            scopes=wanted,
+            dpop_required=dpop,
+            operator=operator,
+        )
+    except ProvisioningError as exc:
+        raise _fail(str(exc)) from None
+    out = {
+        "client_id": record.client_id,
+        "client_secret": secret,
+        "tenant_id": record.tenant_id,
+        "scopes": sorted(record.scopes),
+        "dpop_required": record.dpop_required,
+    }
+    if as_json:
+        typer.echo(json.dumps(out))
+        return
+    console.print(f"client_id      {record.client_id}")
+    console.print(f"client_secret  {secret}   [dim](shown once: store it now)[/]")
+    console.print(f"scopes         {' '.join(sorted(record.scopes))}")
+
+
+@client_app.command("suspend")
+def client_suspend(
+    client_id: Annotated[str, typer.Argument(help="Client id.")],
+    reason: Annotated[str, typer.Option(help="Recorded with the suspension.")] = "operator",
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Suspend a client: its tokens stop working on every pod within a second."""
+    from strongroom.auth.provisioning import ProvisioningError, suspend_client  # noqa: PLC0415
+
+    stores = _stores(config, data_dir)
+    try:
+        suspend_client(stores.clients, stores.revocations, client_id, reason)
+    except ProvisioningError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"client {client_id} suspended")
+
+
+@client_app.command("list")
+def client_list(
+    tenant: Annotated[str, typer.Option("--tenant", help="Tenant id.")],
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """The tenant's clients (never their secrets)."""
+    stores = _stores(config, data_dir)
+    records = stores.clients.list_for_tenant(tenant)
+    rows = [
+        {
+            "client_id": r.client_id,
+            "name": r.name,
+            "status": r.status,
+            "scopes": sorted(r.scopes),
+            "dpop_required": r.dpop_required,
+        }
+        for r in records
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    table = Table("client_id", "name", "status", "scopes", "dpop")
+    for row in rows:
+        table.add_row(
+            str(row["client_id"]),
+            str(row["name"]),
+            str(row["status"]),
+            " ".join(row["scopes"]),  # type: ignore[arg-type]
+            "yes" if row["dpop_required"] else "no",
+        )
+    console.print(table)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Promote the published next key to signing and publish a new next key.
+
+    A key is used only after it has been published for `auth.key_publish_ahead_s`, so
+    caches everywhere know it; the old key stays published until its tokens expire.
+    """
+    from strongroom.auth.provisioning import rotate_keys  # noqa: PLC0415
+
+    stores = _stores(config, data_dir)
+    auth = stores.settings.auth
+    before, after = rotate_keys(
+        stores.keys,
+        alg=auth.signing_alg,
+        publish_ahead_s=auth.key_publish_ahead_s,
+        token_lifetime_s=auth.access_token_lifetime_s,
+        active_for_s=None,
+    )
+    old_active = {k.kid for k in before if k.state == "active"}
+    new_active = {k.kid for k in after if k.state == "active"}
+    if old_active != new_active:
+        console.print(f"signing key is now {', '.join(sorted(new_active))}")
+    else:
+        console.print(
+            "the next key has not been published long enough yet "
+            f"(auth.key_publish_ahead_s = {auth.key_publish_ahead_s} s); nothing promoted"
+        )
+    _print_keys(after)
+
+
+@keys_app.command("list")
+def keys_list(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
+    """Signing keys and their states (never private material)."""
+    _print_keys(_stores(config, data_dir).keys.load())
+
+
+def _print_keys(keys: list) -> None:  # type: ignore[type-arg]
+    table = Table("kid", "alg", "state", "created", "activated", "retired")
+    for key in sorted(keys, key=lambda k: k.created_at):
+        table.add_row(
+            key.kid,
+            key.alg,
+            key.state,
+            _ts(key.created_at),
+            _ts(key.activated_at),
+            _ts(key.retired_at),
+        )
+    console.print(table)
+
+
+def _ts(value: float | None) -> str:
+    if value is None:
+        return "-"
+    import datetime as dt  # noqa: PLC0415
+
+    return dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def token(
+    *,
+    client_id: Annotated[str, typer.Option("--client-id", help="Client id.")],
+    client_secret: Annotated[str, typer.Option("--client-secret", help="Client secret.")],
+    scope: Annotated[str | None, typer.Option(help="Scopes to ask for (default: all).")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Token endpoint (default: this platform's, via the edge).")
+    ] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Get an access token with client_credentials and print it (for curl)."""
+    from strongroom.edge.tls import client_context  # noqa: PLC0415
+
+    settings = _settings(config, data_dir=data_dir)
+    endpoint = url or f"{settings.issuer}/oauth2/token"
+    ca = settings.tls_dir / "ca.pem"
+    context: ssl.SSLContext = client_context(
+        ca if ca.exists() and not settings.tls.cert_file else None
+    )
+    form = {"grant_type": "client_credentials"}
+    if scope:
+        form["scope"] = scope
+    # RFC 6749 §2.3.1: form-urlencode id and secret before base64.
+    pair = f"{urllib.parse.quote(client_id, safe='')}:{urllib.parse.quote(client_secret, safe='')}"
+    basic = base64.b64encode(pair.encode()).decode()
+    request = urllib.request.Request(  # noqa: S310 - https URL from settings or the operator
+        endpoint,
+        data=urllib.parse.urlencode(form).encode(),
+        headers={
+            "Authorization": f"Basic {basic}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(  # noqa: S310
+            request, context=context, timeout=TOKEN_REQUEST_TIMEOUT_S
+        ) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise _fail(f"{exc.code}: {exc.read().decode(errors='replace')}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise _fail(f"cannot reach {endpoint}: {exc}") from None
+    typer.echo(body["access_token"])
+
+
+def register_auth_commands(app: typer.Typer) -> None:
+    app.add_typer(tenant_app, name="tenant")
+    app.add_typer(client_app, name="client")
+    app.add_typer(keys_app, name="keys")
+    app.command("token")(token)
