@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from strongroom import __version__
-from strongroom.cli.main import EXIT_CONFIG_ERROR, app
+from strongroom.cli.main import app
+from strongroom.cli.settings_options import EXIT_CONFIG_ERROR
 from strongroom.config import Settings
 from strongroom.runtime.lock import PidLock
 from strongroom.runtime.state import ProcessState, RunState, write_state
