@@ -19,8 +19,9 @@ from sqlalchemy.engine import Engine
 
 from strongroom.adapters.db.engine import make_engine
 from strongroom.adapters.db.migrate import Readiness, check_ready
-from strongroom.api import clients_routes, health, oauth_server, service_info
+from strongroom.api import clients_routes, health, oauth_authorize, oauth_server, service_info
 from strongroom.api.auth_runtime import AuthRuntime
+from strongroom.api.client_cache import ClientCache
 from strongroom.api.error_handlers import install_error_handlers
 from strongroom.api.lifecycle import PodIdentity, PodState, ReadinessCheck
 from strongroom.api.middleware import PodMiddleware
@@ -136,6 +137,7 @@ def create_app(
     app.state.metrics_registry = registry
     app.state.engine = db_engine
     app.state.auth = auth
+    app.state.client_cache = ClientCache(auth.clients.get)
 
     install_error_handlers(app)
     app.add_middleware(
@@ -150,5 +152,6 @@ def create_app(
     app.include_router(health.router)
     app.include_router(service_info.router)
     app.include_router(oauth_server.router)
+    app.include_router(oauth_authorize.router)
     app.include_router(build_v1_router())
     return app

@@ -18,6 +18,7 @@ from fastapi import Request
 from starlette.responses import JSONResponse, Response
 
 from strongroom.api.auth_runtime import AuthRuntime
+from strongroom.api.client_cache import ClientCache
 from strongroom.api.request_context import request_context
 from strongroom.auth import rfc6749_errors as errors
 from strongroom.auth.client_auth import parse_basic_authorization
@@ -26,6 +27,12 @@ from strongroom.auth.rfc9068_access_token import issue_access_token
 from strongroom.auth.scopes import format_scope
 
 security_log = structlog.get_logger("strongroom.security")
+
+
+def client_cache(request: Request) -> ClientCache:
+    cache: ClientCache = request.app.state.client_cache
+    return cache
+
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 # Token endpoint bodies are a handful of short parameters.
@@ -84,7 +91,7 @@ async def authenticate_client(
         basic = False
         if not client_id or not secret:
             raise errors.invalid_client("client authentication is required", basic=False)
-    record = await anyio.to_thread.run_sync(runtime.clients.get, client_id)
+    record = await client_cache(request).get(client_id)
     if record is None or record.secret_hash is None:
         await anyio.to_thread.run_sync(runtime.hasher.verify, runtime.dummy_hash, secret)
         auth_failed(request, client_id, "", "unknown_client")

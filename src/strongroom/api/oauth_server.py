@@ -18,6 +18,7 @@ from strongroom.api.oauth_grants import GRANTS
 from strongroom.api.oauth_http import (
     AUTH_METHODS,
     authenticate_client,
+    client_cache,
     error_response,
     json_response,
     read_form,
@@ -101,9 +102,15 @@ async def introspect(request: Request) -> Response:
     # A caller learns nothing about other tenants' tokens (property-level protection).
     if claims.tenant != client.tenant_id:
         return inactive
-    revoked = await anyio.to_thread.run_sync(runtime.revocations.is_revoked, claims.jti)
-    owner = await anyio.to_thread.run_sync(runtime.clients.get, claims.client_id)
-    if revoked or owner is None or owner.status != "active":
+    # The deny list answers most revoked tokens without a round trip; the database is the
+    # truth for a revocation made on another pod in the last `auth.deny_list_poll_s`.
+    deny = runtime.deny_list
+    if deny.token_revoked(claims.jti) or deny.client_suspended(claims.client_id):
+        return inactive
+    if await anyio.to_thread.run_sync(runtime.revocations.is_revoked, claims.jti):
+        return inactive
+    owner = await client_cache(request).get(claims.client_id)
+    if owner is None or owner.status != "active":
         return inactive
     return json_response(
         {
