@@ -264,6 +264,48 @@ class AuthSettings(BaseModel):
     # the reference machine, a hit ~1 µs, and clients reuse a token for its lifetime;
     # ~1 KiB each, so 10,000 is ~10 MiB. 0 disables (AccessTokenVerifier cache_size).
     verified_token_cache_size: int = 10_000
+    # Authorization codes (RFC 6749 §4.1.2: "maximum lifetime of 10 minutes is
+    # RECOMMENDED"): a browser redirect and one token request take seconds, and a short
+    # life shrinks the window for a stolen code.
+    authorization_code_lifetime_s: int = 60
+    # A refresh token unused this long expires (an abandoned device stops working) ...
+    refresh_token_lifetime_s: int = 14 * 86_400
+    # ... and a family ends this long after the login that started it, however often it
+    # rotates: the user logs in again at least monthly.
+    refresh_family_lifetime_s: int = 30 * 86_400
+    # A rotated refresh token presented again within this many seconds, while its
+    # successor is unused, gets the same new pair (a lost response) instead of revoking
+    # the family. Short: it is the only window in which a thief's replay is not caught.
+    refresh_reuse_grace_s: float = 2.0
+    # The login + consent form (and its CSRF token) stays valid this long after the page
+    # was served: time to type a password, not to leave a tab open for a day.
+    login_form_lifetime_s: int = 900
+    # DPoP (RFC 9449). Scopes that move money are only ever granted as DPoP-bound tokens, so
+    # a stolen token is useless without the client's private key (§1; issue 3).
+    dpop_required_scopes: list[str] = Field(
+        default_factory=lambda: [
+            "transfers:write",
+            "payments:write",
+            "payments:refund",
+            "settlements:run",
+        ]
+    )
+    # A proof is accepted this long after its iat (and auth.leeway_s before it): long
+    # enough for a slow network, short enough that the shared jti cache stays small (§11.1).
+    dpop_proof_window_s: int = 60
+    # Server nonces (§8, §9) are stateless HMACs of a time step; the current and previous
+    # step are accepted, so a nonce lives 60-120 s and every response hands out a fresh one.
+    dpop_nonce_step_s: int = 60
+    # Demand a server nonce in every proof: it bounds proofs made ahead of time (§11.2).
+    dpop_nonce_required: bool = True
+    # Where seen proof jtis live, shared by all pods: "auto" = Redis in the production
+    # profile (one SET NX per proof, no database write), the database otherwise.
+    dpop_replay_cache: Literal["auto", "database", "redis"] = "auto"
+    dpop_redis_url: str = "redis://127.0.0.1:6379/0"
+    # private_key_jwt (RFC 7523 §3): a client assertion's exp may lie at most this far ahead.
+    # Every jti is remembered until its exp, so this bounds the replay cache; clients
+    # make a fresh assertion per request, and 5 minutes covers any clock and retry.
+    client_assertion_lifetime_max_s: int = 300
 
 
 class SecretSettings(BaseModel):

@@ -95,7 +95,8 @@ def engine(settings: Settings) -> Iterator[Engine]:
 
 def test_upgrade_reaches_head_and_the_database_is_ready(settings: Settings, engine: Engine) -> None:
     upgrade(settings)
-    assert current_revision(engine) == head_revision() == "0002_oauth"
+    assert current_revision(engine) == head_revision()
+    assert head_revision().startswith("00")
     assert check_ready(engine).ok
 
 
@@ -103,7 +104,7 @@ def test_unmigrated_database_is_not_ready(settings: Settings, engine: Engine) ->
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     readiness = check_ready(engine)
     assert not readiness.ok
-    assert readiness.reason == "database schema at nothing, this build needs 0002_oauth"
+    assert readiness.reason == f"database schema at nothing, this build needs {head_revision()}"
 
 
 def test_upgrading_twice_changes_nothing(settings: Settings, engine: Engine) -> None:

@@ -19,7 +19,14 @@ from sqlalchemy.engine import Engine
 
 from strongroom.adapters.db.engine import make_engine
 from strongroom.adapters.db.migrate import Readiness, check_ready
-from strongroom.api import clients_routes, health, oauth_authorize, oauth_server, service_info
+from strongroom.api import (
+    clients_routes,
+    health,
+    oauth_authorize,
+    oauth_server,
+    service_info,
+    tenants_routes,
+)
 from strongroom.api.auth_runtime import AuthRuntime
 from strongroom.api.client_cache import ClientCache
 from strongroom.api.error_handlers import install_error_handlers
@@ -39,6 +46,7 @@ def build_v1_router() -> APIRouter:
     """
     v1 = APIRouter(prefix="/v1")
     v1.include_router(clients_routes.router)
+    v1.include_router(tenants_routes.router)
     return v1
 
 

@@ -25,9 +25,11 @@ from strongroom.adapters.db.auth_repositories import (
     SqlTenantRepository,
 )
 from strongroom.adapters.deny_list_sync import DenyListSync
+from strongroom.adapters.dpop_replay import replay_cache_for
 from strongroom.auth.deny_list import DenyList
 from strongroom.auth.keys import KeyRing, SigningKey
 from strongroom.auth.rfc9068_access_token import AccessTokenVerifier
+from strongroom.auth.rfc9449_dpop import DpopNonces, derive_nonce_key
 from strongroom.auth.secrets import SecretHasher, VerifiedSecretCache
 from strongroom.config import Settings
 
@@ -63,6 +65,14 @@ class AuthRuntime:
         self.deny_list_sync = DenyListSync(
             SqlDenyListFeed(engine), self.deny_list, poll_s=auth.deny_list_poll_s
         )
+        # DPoP (RFC 9449): seen proof jtis shared by every pod, and stateless nonces keyed
+        # from the secret every pod already shares, so any pod accepts any pod's nonce.
+        self.dpop_replay = replay_cache_for(settings, engine)
+        self.dpop_nonces = DpopNonces(
+            derive_nonce_key(settings.secrets.key_encryption_key.get_secret_value()),
+            auth.dpop_nonce_step_s,
+        )
+        self.dpop_required_scopes = frozenset(auth.dpop_required_scopes)
         self._lock = threading.Lock()
         self._keys: list[SigningKey] = []
         self._keys_loaded_at = 0.0

@@ -1,10 +1,11 @@
 """Resource-server side: every /v1 route declares the one scope it needs.
 
-`requires("accounts:read")` is a FastAPI dependency that authenticates the bearer
-token (RFC 6750), checks the deny list (revocations and suspended clients reach every
-pod within `auth.deny_list_poll_s`), and demands the exact scope. Routes reach the
-caller's identity through the returned `Principal`; tenant scoping of every query
-starts from `principal.tenant`.
+`requires("accounts:read")` is a FastAPI dependency that authenticates the access
+token — `Bearer` (RFC 6750) or `DPoP` with a proof of possession (RFC 9449 §7, checked
+by `api.dpop.resource_request_check`) — checks the deny list (revocations and suspended
+clients reach every pod within `auth.deny_list_poll_s`), and demands the exact scope.
+Routes reach the caller's identity through the returned `Principal`; tenant scoping of
+every query starts from `principal.tenant`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from fastapi import Request
+from fastapi import Request, Response
 
 from strongroom.api.auth_runtime import AuthRuntime
+from strongroom.api.dpop import DPOP_CHALLENGE, resource_request_check, with_nonce
 from strongroom.api.problems import ProblemError, register_problem
 from strongroom.api.request_context import request_context
 from strongroom.auth.rfc9068_access_token import InvalidToken
@@ -39,6 +41,8 @@ class Principal:
     scopes: frozenset[str]
     token_id: str
     expires_at: int
+    # RFC 7638 thumbprint of the key the token is bound to (RFC 9449 §6.1), if any.
+    dpop_jkt: str | None = None
 
     @property
     def is_operator(self) -> bool:
@@ -67,25 +71,30 @@ def _deny(
     )
 
 
-def _bearer(request: Request) -> str | None:
+def _access_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer|DPoP <token>`` header; ``None`` when there
+    is no header, ``""`` when it is malformed or another scheme."""
     header = request.headers.get("authorization")
     if not header:
         return None
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if scheme.lower() not in ("bearer", "dpop") or not token.strip():
         return ""
     return token.strip()
 
 
 def authenticate(request: Request) -> Principal:
     runtime = auth_runtime(request)
-    token = _bearer(request)
+    token = _access_token(request)
     challenge = f'Bearer realm="strongroom", resource_metadata="{runtime.issuer}"'
     if token is None:
         # RFC 6750 §3.1: no error code when the request had no credentials at all.
+        # RFC 9449 §7.1: DPoP is offered beside Bearer, with the algorithms we accept.
         _deny(request, status=401, reason="missing_token")
         raise ProblemError(
-            "invalid-token", "An access token is required.", headers={"WWW-Authenticate": challenge}
+            "invalid-token",
+            "An access token is required.",
+            headers={"WWW-Authenticate": f"{challenge}, {DPOP_CHALLENGE}"},
         )
     try:
         claims = runtime.verifier.verify(token) if token else None
@@ -115,6 +124,7 @@ def authenticate(request: Request) -> Principal:
             "The access token has been revoked.",
             headers={"WWW-Authenticate": f'{challenge}, error="invalid_token"'},
         )
+    resource_request_check(request, runtime, claims)
     return Principal(
         client_id=claims.client_id,
         subject=claims.sub,
@@ -122,16 +132,19 @@ def authenticate(request: Request) -> Principal:
         scopes=claims.scope,
         token_id=claims.jti,
         expires_at=claims.exp,
+        dpop_jkt=claims.cnf_jkt,
     )
 
 
-def requires(scope: str) -> Callable[[Request], Principal]:
+def requires(scope: str) -> Callable[[Request, Response], Principal]:
     """The dependency for a route that needs `scope` (exact match, no wildcards)."""
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}: add it to strongroom.auth.scopes")
 
-    def dependency(request: Request) -> Principal:
+    def dependency(request: Request, response: Response) -> Principal:
         principal = authenticate(request)
+        if principal.dpop_jkt is not None:
+            with_nonce(response, auth_runtime(request))  # RFC 9449 §9: the next nonce
         if scope not in principal.scopes:
             _deny(
                 request,

@@ -25,6 +25,8 @@ from strongroom.api.oauth_http import (
 )
 from strongroom.auth import rfc6749_errors as errors
 from strongroom.auth.ports import DenyEntry
+from strongroom.auth.rfc7523_client_assertion import ASSERTION_ALGS
+from strongroom.auth.rfc7636_pkce import CODE_CHALLENGE_METHODS_SUPPORTED
 from strongroom.auth.rfc9068_access_token import InvalidToken
 from strongroom.auth.scopes import SCOPES, format_scope
 
@@ -38,18 +40,26 @@ async def metadata(request: Request) -> Response:
     return JSONResponse(
         {
             "issuer": issuer,
+            "authorization_endpoint": f"{issuer}/oauth2/authorize",
             "token_endpoint": f"{issuer}/oauth2/token",
             "jwks_uri": f"{issuer}/oauth2/jwks",
             "introspection_endpoint": f"{issuer}/oauth2/introspect",
             "revocation_endpoint": f"{issuer}/oauth2/revoke",
             "grant_types_supported": sorted(GRANTS),
-            "response_types_supported": [],
-            "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": list(CODE_CHALLENGE_METHODS_SUPPORTED),
+            # "none": public clients authenticate by PKCE alone (RFC 7636), never by secret.
+            "token_endpoint_auth_methods_supported": [*AUTH_METHODS, "none"],
             "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
             "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
             "scopes_supported": sorted(SCOPES),
-            "token_endpoint_auth_signing_alg_values_supported": ["Ed25519", "ES256"],
+            # private_key_jwt (RFC 7523 §2.2) assertions: asymmetric algorithms only.
+            "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
+            "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
+            "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
             "authorization_response_iss_parameter_supported": True,
+            "dpop_signing_alg_values_supported": ["ES256", "Ed25519"],
         },
         headers={"Cache-Control": "public, max-age=300"},
     )
@@ -123,7 +133,9 @@ async def introspect(request: Request) -> Response:
             "exp": claims.exp,
             "iat": claims.iat,
             "jti": claims.jti,
-            "token_type": "Bearer",
+            # RFC 9449 §6.2: a sender-constrained token says so, with its key thumbprint.
+            "token_type": "DPoP" if claims.cnf_jkt else "Bearer",
+            **({"cnf": {"jkt": claims.cnf_jkt}} if claims.cnf_jkt else {}),
             "tenant": claims.tenant,
         }
     )

@@ -28,10 +28,13 @@ class ClientRecord:
     """An OAuth 2.0 client (RFC 6749 §2): a confidential client of one tenant.
 
     ``secret_hash`` is an argon2id PHC string (``auth.secrets.SecretHasher``), ``None``
-    for a client that authenticates otherwise (e.g. ``private_key_jwt`` later).
+    for a client that authenticates otherwise (``private_key_jwt``, or a public client).
     ``scopes`` is the most the client may ever be granted (``auth.scopes.SCOPES``).
     ``is_operator`` marks the platform's own clients, the only ones that may hold
-    ``auth.scopes.OPERATOR_SCOPES``.
+    ``auth.scopes.OPERATOR_SCOPES``. ``jwks`` is the client's registered JWK set (public
+    keys, ``auth.rfc7523_client_assertion.canonical_jwks``): a client with one
+    authenticates with ``private_key_jwt`` (RFC 7523 §2.2) only, never with a secret.
+    It comes last, with a default, so records built before it existed still construct.
     """
 
     client_id: str
@@ -43,6 +46,7 @@ class ClientRecord:
     dpop_required: bool
     is_operator: bool
     created_at: float
+    jwks: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,9 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -22,6 +23,9 @@ from rich.table import Table
 
 from strongroom.cli.settings_options import ConfigOption, DataDirOption, _settings, err_console
 from strongroom.config import Settings
+
+if TYPE_CHECKING:
+    from strongroom.auth.ports import ClientRecord, ClientRepository
 
 console = Console()
 
@@ -60,6 +64,52 @@ class _Stores:
             memory_kib=auth.argon2_memory_kib,
             parallelism=auth.argon2_parallelism,
         )
+
+
+class _KeyRegisteredClients:
+    """The client repository, storing each new client with ``jwks`` and without a secret.
+
+    ``provisioning.create_client`` owns the rules of registration (tenant active, scopes
+    known, operator scopes only for operators) and makes a secret for every client; a
+    client registered with keys authenticates with ``private_key_jwt`` (RFC 7523 §2.2)
+    only, so its secret is dropped here, before anything stores or prints it.
+    """
+
+    def __init__(self, clients: ClientRepository, jwks: str) -> None:
+        self._clients = clients
+        self._jwks = jwks
+
+    def create(self, record: ClientRecord) -> None:
+        self._clients.create(replace(record, secret_hash=None, jwks=self._jwks))
+
+    def get(self, client_id: str) -> ClientRecord | None:
+        return self._clients.get(client_id)
+
+    def list_for_tenant(self, tenant_id: str) -> list[ClientRecord]:
+        return self._clients.list_for_tenant(tenant_id)
+
+    def set_status(self, client_id: str, status: str) -> bool:
+        return self._clients.set_status(client_id, status)
+
+
+def _read_jwks(path: Path) -> str:
+    """The JWK set in ``path``, validated and compacted; public keys only (RFC 7517 §5)."""
+    from strongroom.auth.rfc7523_client_assertion import (  # noqa: PLC0415
+        JWKS_BYTES_MAX,
+        InvalidClientJwks,
+        canonical_jwks,
+    )
+
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(JWKS_BYTES_MAX + 1)  # bounded: never read a huge file whole
+        return canonical_jwks(raw.decode("utf-8"))
+    except OSError as exc:
+        raise _fail(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise _fail(f"{path} is not UTF-8 JSON") from None
+    except InvalidClientJwks as exc:
+        raise _fail(f"{path}: {exc}") from None
 
 
 def _stores(config: object, data_dir: object) -> _Stores:
@@ -109,19 +159,34 @@ def client_create(
     operator: Annotated[
         bool, typer.Option("--operator", help="A platform operator client (may hold admin).")
     ] = False,
+    jwks_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--jwks-file",
+            help="A JWK set of the client's public keys (ES256 P-256 or Ed25519): the client "
+            "authenticates with private_key_jwt and gets no secret.",
+            dir_okay=False,
+        ),
+    ] = None,
     as_json: JsonOption = False,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Register a confidential client; prints its id and, this once, its secret."""
+    """Register a confidential client; prints its id and, this once, its secret.
+
+    With --jwks-file the client proves a private key instead (RFC 7523 §2.2): no secret
+    is made or printed, and the client can never authenticate with one.
+    """
     from strongroom.auth.provisioning import ProvisioningError, create_client  # noqa: PLC0415
 
+    jwks = None if jwks_file is None else _read_jwks(jwks_file)
     stores = _stores(config, data_dir)
+    clients = stores.clients if jwks is None else _KeyRegisteredClients(stores.clients, jwks)
     wanted = [s for s in scopes.replace(",", " ").split() if s]
     try:
         record, secret = create_client(
             stores.tenants,
-            stores.clients,
+            clients,
             stores.hasher,
             tenant_id=tenant,
             name=name,
@@ -131,18 +196,24 @@ def client_create(
         )
     except ProvisioningError as exc:
         raise _fail(str(exc)) from None
+    method = "client_secret_basic" if jwks is None else "private_key_jwt"
     out = {
         "client_id": record.client_id,
-        "client_secret": secret,
+        **({"client_secret": secret} if jwks is None else {}),
         "tenant_id": record.tenant_id,
         "scopes": sorted(record.scopes),
         "dpop_required": record.dpop_required,
+        # RFC 7591 §2 name: how the client authenticates at the token endpoint.
+        "token_endpoint_auth_method": method,
     }
     if as_json:
         typer.echo(json.dumps(out))
         return
     console.print(f"client_id      {record.client_id}")
-    console.print(f"client_secret  {secret}   [dim](shown once: store it now)[/]")
+    if jwks is None:
+        console.print(f"client_secret  {secret}   [dim](shown once: store it now)[/]")
+    else:
+        console.print("auth method    private_key_jwt (registered public keys; no secret)")
     console.print(f"scopes         {' '.join(sorted(record.scopes))}")
 
 

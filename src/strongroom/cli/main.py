@@ -27,6 +27,7 @@ from strongroom.cli.settings_options import (
     err_console,
 )
 from strongroom.cli.status_view import load_status, status_table
+from strongroom.cli.user_commands import register_user_commands
 from strongroom.runtime.lock import SupervisorAlreadyRunningError
 
 app = typer.Typer(
@@ -178,6 +179,7 @@ def _safe_url(url: str) -> str:
 
 
 register_auth_commands(app)
+register_user_commands(app)
 
 if __name__ == "__main__":
     app()

@@ -137,6 +137,7 @@ def _client_from_row(row: Row[Any]) -> ClientRecord:
         dpop_required=bool(row.dpop_required),
         is_operator=bool(row.is_operator),
         created_at=float(row.created_at),
+        jwks=row.jwks,
     )
 
 
@@ -259,6 +260,9 @@ class SqlClientRepository:
     def create(self, record: ClientRecord) -> None:
         """Raises ``AlreadyExists`` for a taken ``client_id``, ``NotFound`` for no tenant."""
         _check_client_status(record.status)
+        if record.jwks is not None and record.secret_hash is not None:
+            # RFC 7523 §2.2 clients prove a key, not a secret: one method per client.
+            raise ValueError("a client with a JWK set must not also have a secret")
         values = {
             "client_id": record.client_id,
             "tenant_id": record.tenant_id,
@@ -269,6 +273,7 @@ class SqlClientRepository:
             "dpop_required": record.dpop_required,
             "is_operator": record.is_operator,
             "created_at": record.created_at,
+            "jwks": record.jwks,
         }
         try:
             with _write(self._engine) as connection:

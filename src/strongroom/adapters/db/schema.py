@@ -121,3 +121,139 @@ deny_list_events = sa.Table(
     sa.CheckConstraint("kind IN ('token', 'client')", name="kind"),
     sqlite_autoincrement=True,
 )
+
+# DPoP proofs already presented (RFC 9449 §11.1), shared by every pod so a proof replayed
+# to another pod is refused too. The key is a digest of the proof's jwk thumbprint and jti
+# (fixed width whatever the client sends); rows may be pruned once expires_at has passed,
+# the proof being outside the iat window by then anyway.
+dpop_jti = sa.Table(
+    "dpop_jti",
+    metadata,
+    sa.Column("jti", sa.String(64), primary_key=True),
+    sa.Column("expires_at", sa.Double, nullable=False, index=True),
+)
+
+# --- end users, authorization codes, refresh-token families (migration 0004) -----------
+
+# RFC 6749 §2.1 client type: a public client holds no secret and may only use the
+# authorization-code grant with PKCE. Appended here rather than above so each
+# migration's additions stay together.
+oauth_clients.append_column(
+    sa.Column("client_type", sa.String(16), nullable=False, server_default="confidential")
+)
+oauth_clients.append_constraint(
+    sa.CheckConstraint("client_type IN ('confidential', 'public')", name="client_type")
+)
+
+# Registered redirection endpoints (RFC 6749 §3.1.2), compared as exact strings.
+oauth_client_redirects = sa.Table(
+    "oauth_client_redirects",
+    metadata,
+    sa.Column(
+        "client_id", sa.String(64), sa.ForeignKey("oauth_clients.client_id"), primary_key=True
+    ),
+    sa.Column("redirect_uri", sa.String(2000), primary_key=True),
+)
+
+# Resource owners: wallet holders and operators, each of one tenant.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id"), nullable=False),
+    # Normalised (auth.users.normalize_username): unique per tenant, not globally.
+    sa.Column("username", sa.String(64), nullable=False),
+    # argon2id PHC string.
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("is_operator", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.CheckConstraint("status IN ('active', 'disabled')", name="status"),
+    sa.CheckConstraint("length(username) > 0", name="username_not_empty"),
+    sa.UniqueConstraint("tenant_id", "username"),
+    # Target of the composite foreign keys below: a code's or family's user is of its tenant.
+    sa.UniqueConstraint("id", "tenant_id"),
+)
+
+# Authorization codes (RFC 6749 §4.1.2), stored by SHA-256 only. used_at makes them
+# single-use (claimed by one conditional UPDATE); access_jti and family_id record what was
+# issued from the code so a second presentation can revoke it (§4.1.2, RFC 9700 §4.2.4).
+oauth_authorization_codes = sa.Table(
+    "oauth_authorization_codes",
+    metadata,
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("client_id", sa.String(64), nullable=False),
+    sa.Column("user_id", sa.String(36), nullable=False),
+    # As the authorization request gave it (NULL: omitted); the token request must match.
+    sa.Column("redirect_uri", sa.String(2000), nullable=True),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("code_challenge", sa.String(128), nullable=False),
+    sa.Column("auth_time", sa.Double, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False, index=True),
+    sa.Column("used_at", sa.Double, nullable=True),
+    sa.Column("reused_at", sa.Double, nullable=True),
+    sa.Column("access_jti", sa.String(128), nullable=True),
+    sa.Column("access_exp", sa.Double, nullable=True),
+    sa.Column("family_id", sa.String(64), nullable=True),
+    sa.ForeignKeyConstraint(
+        ["client_id", "tenant_id"], ["oauth_clients.client_id", "oauth_clients.tenant_id"]
+    ),
+    sa.ForeignKeyConstraint(["user_id", "tenant_id"], ["users.id", "users.tenant_id"]),
+)
+
+# Refresh-token families: every token rotated from one code. revoked_at ends them all.
+oauth_refresh_families = sa.Table(
+    "oauth_refresh_families",
+    metadata,
+    sa.Column("family_id", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(36), nullable=False),
+    sa.Column("client_id", sa.String(64), nullable=False),
+    sa.Column("user_id", sa.String(36), nullable=False, index=True),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("auth_time", sa.Double, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    # Absolute: rotation never extends a family.
+    sa.Column("expires_at", sa.Double, nullable=False, index=True),
+    # RFC 9449 §5: refresh tokens of a DPoP-bound family need proofs with this key.
+    sa.Column("dpop_jkt", sa.String(128), nullable=True),
+    # Written by every rotation: the row lock that orders rotations against revocation.
+    sa.Column("rotated_at", sa.Double, nullable=True),
+    sa.Column("revoked_at", sa.Double, nullable=True),
+    sa.Column("revoked_reason", sa.String(200), nullable=True),
+    sa.ForeignKeyConstraint(
+        ["client_id", "tenant_id"], ["oauth_clients.client_id", "oauth_clients.tenant_id"]
+    ),
+    sa.ForeignKeyConstraint(["user_id", "tenant_id"], ["users.id", "users.tenant_id"]),
+)
+
+# Refresh tokens by SHA-256, each with the access token issued beside it (to revoke it
+# with its family, or to sign the same claims again within the reuse grace window).
+oauth_refresh_tokens = sa.Table(
+    "oauth_refresh_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "family_id",
+        sa.String(64),
+        sa.ForeignKey("oauth_refresh_families.family_id"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("issued_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("used_at", sa.Double, nullable=True),
+    sa.Column("replaced_by", sa.String(64), nullable=True),
+    sa.Column("access_jti", sa.String(128), nullable=False),
+    sa.Column("access_iat", sa.Double, nullable=False),
+    sa.Column("access_exp", sa.Double, nullable=False),
+    sa.Column("access_scope", sa.Text, nullable=False),
+)
+
+# --- client key sets (migration 0005) --------------------------------------------------
+
+# RFC 7523 §2.2 private_key_jwt: the client's registered JWK set (RFC 7517 §5), public keys
+# only, as compact JSON. NULL for a client that authenticates otherwise. Appended for the
+# same reason as client_type above.
+oauth_clients.append_column(sa.Column("jwks", sa.Text, nullable=True))
