@@ -10,7 +10,7 @@ every query starts from `principal.tenant`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from strongroom.api.auth_runtime import AuthRuntime
 from strongroom.api.dpop import DPOP_CHALLENGE, resource_request_check, with_nonce
 from strongroom.api.problems import ProblemError, register_problem
 from strongroom.api.request_context import request_context
+from strongroom.api.tenant_cache import tenant_cache
 from strongroom.auth.rfc9068_access_token import InvalidToken
 from strongroom.auth.scopes import OPERATOR_SCOPES, SCOPES
 
@@ -136,13 +137,28 @@ def authenticate(request: Request) -> Principal:
     )
 
 
-def requires(scope: str) -> Callable[[Request, Response], Principal]:
+def requires(scope: str) -> Callable[[Request, Response], Awaitable[Principal]]:
     """The dependency for a route that needs `scope` (exact match, no wildcards)."""
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}: add it to strongroom.auth.scopes")
 
-    def dependency(request: Request, response: Response) -> Principal:
+    async def dependency(request: Request, response: Response) -> Principal:
         principal = authenticate(request)
+        # A suspended tenant's tokens stop everywhere within the tenant cache's TTL, even
+        # before (or without) each of its clients reaching the deny list.
+        if not await tenant_cache(request).is_active(principal.tenant):
+            _deny(
+                request,
+                status=401,
+                reason="tenant_suspended",
+                client_id=principal.client_id,
+                tenant=principal.tenant,
+            )
+            raise ProblemError(
+                "invalid-token",
+                "The access token's tenant is not active.",
+                headers={"WWW-Authenticate": 'Bearer realm="strongroom", error="invalid_token"'},
+            )
         if principal.dpop_jkt is not None:
             with_nonce(response, auth_runtime(request))  # RFC 9449 §9: the next nonce
         if scope not in principal.scopes:
