@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
-from strongroom.adapters.db.engine import SQLITE_BEGIN_OPTION, is_sqlite
+from strongroom.adapters.db.engine import write_transaction
 from strongroom.adapters.db.schema import (
     deny_list_events,
     oauth_clients,
@@ -67,16 +67,6 @@ class AlreadyExists(AuthStorageError):
 
 class NotFound(AuthStorageError, LookupError):
     """The referenced tenant or client does not exist (or not within the given tenant)."""
-
-
-@contextmanager
-def _write(engine: Engine) -> Iterator[Connection]:
-    """A write transaction that holds the write lock from its first statement on SQLite."""
-    bind = engine
-    if is_sqlite(engine):
-        bind = engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
-    with bind.begin() as connection:
-        yield connection
 
 
 def _lock_deny_events(connection: Connection) -> None:
@@ -213,7 +203,7 @@ class SqlTenantRepository:
     def create(self, tenant_id: str, name: str) -> None:
         """Raises ``AlreadyExists`` for a taken id, ``IntegrityError`` for an empty name."""
         try:
-            with _write(self._engine) as connection:
+            with write_transaction(self._engine) as connection:
                 if connection.execute(
                     sa.select(tenants.c.id).where(tenants.c.id == tenant_id)
                 ).first():
@@ -276,7 +266,7 @@ class SqlClientRepository:
             "jwks": record.jwks,
         }
         try:
-            with _write(self._engine) as connection:
+            with write_transaction(self._engine) as connection:
                 if not connection.execute(
                     sa.select(tenants.c.id).where(tenants.c.id == record.tenant_id)
                 ).first():
@@ -320,7 +310,7 @@ class SqlClientRepository:
         of it, because a suspension they did not hear of would leave its tokens working.
         """
         checked = _check_client_status(status)
-        with _write(self._engine) as connection:
+        with write_transaction(self._engine) as connection:
             return _set_client_status(
                 connection,
                 client_id,
@@ -364,7 +354,7 @@ class SqlKeyRepository:
 
     @contextmanager
     def _locked(self) -> Iterator[Connection]:
-        with _write(self._engine) as connection:
+        with write_transaction(self._engine) as connection:
             if connection.dialect.name == "postgresql":
                 # Readers (load, JWKS) still read; other rotations wait their turn.
                 connection.execute(sa.text("LOCK TABLE signing_keys IN EXCLUSIVE MODE"))
@@ -446,7 +436,7 @@ class SqlRevocationStore:
         Raises ``NotFound`` unless ``client_id`` belongs to ``tenant_id``.
         """
         now = self._clock()
-        with _write(self._engine) as connection:
+        with write_transaction(self._engine) as connection:
             # Before anything else, in the same order as _set_client_status (no deadlock).
             _lock_deny_events(connection)
             owner = connection.execute(
@@ -478,7 +468,7 @@ class SqlRevocationStore:
 
     def suspend_client(self, client_id: str, *, reason: str, tenant_id: str | None = None) -> None:
         """Suspend the client (in ``tenant_id``, when given); raises ``NotFound`` if absent."""
-        with _write(self._engine) as connection:
+        with write_transaction(self._engine) as connection:
             found = _set_client_status(
                 connection,
                 client_id,
@@ -505,7 +495,7 @@ class SqlRevocationStore:
         the number of rows deleted. Client suspensions without an expiry stay.
         """
         cutoff = self._clock() - older_than_s
-        with _write(self._engine) as connection:
+        with write_transaction(self._engine) as connection:
             events = connection.execute(
                 deny_list_events.delete().where(deny_list_events.c.expires_at < cutoff)
             ).rowcount

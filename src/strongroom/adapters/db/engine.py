@@ -15,6 +15,8 @@ server restart, and a connect timeout so a dead server fails readiness quickly.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -99,3 +101,17 @@ def _install_sqlite_events(engine: Engine, settings: Settings) -> None:
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction that holds the write lock from its first statement on SQLite.
+
+    Writers that append to sequenced tables (deny-list events) rely on it: commit order
+    is then sequence order, so a reader tailing by sequence number never skips a row.
+    """
+    bind = engine
+    if is_sqlite(engine):
+        bind = engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+    with bind.begin() as connection:
+        yield connection

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -27,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
-from strongroom.adapters.db.engine import SQLITE_BEGIN_OPTION, is_sqlite
+from strongroom.adapters.db.engine import write_transaction
 from strongroom.adapters.db.schema import (
     oauth_authorization_codes,
     oauth_client_redirects,
@@ -73,15 +72,6 @@ class Missing(UserStorageError, LookupError):
     """A referenced tenant, client or user does not exist."""
 
 
-@contextmanager
-def _write(engine: Engine) -> Iterator[Connection]:
-    bind = engine
-    if is_sqlite(engine):
-        bind = engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
-    with bind.begin() as connection:
-        yield connection
-
-
 def _scope_text(scopes: frozenset[str]) -> str:
     return " ".join(sorted(scopes))
 
@@ -113,7 +103,7 @@ class SqlUserRepository:
 
     def create(self, record: UserRecord) -> None:
         try:
-            with _write(self._engine) as connection:
+            with write_transaction(self._engine) as connection:
                 if not connection.execute(
                     sa.select(tenants.c.id).where(tenants.c.id == record.tenant_id)
                 ).first():
@@ -139,7 +129,7 @@ class SqlUserRepository:
         return self._one(users.c.tenant_id == tenant_id, users.c.username == username)
 
     def set_status(self, tenant_id: str, user_id: str, status: UserStatus) -> bool:
-        with _write(self._engine) as connection:
+        with write_transaction(self._engine) as connection:
             changed = connection.execute(
                 users.update()
                 .where(users.c.tenant_id == tenant_id, users.c.id == user_id)
@@ -167,7 +157,7 @@ class SqlAppClientRepository:
         self, record: ClientRecord, client_type: ClientType, redirect_uris: tuple[str, ...]
     ) -> None:
         try:
-            with _write(self._engine) as connection:
+            with write_transaction(self._engine) as connection:
                 if not connection.execute(
                     sa.select(tenants.c.id).where(tenants.c.id == record.tenant_id)
                 ).first():
@@ -371,7 +361,7 @@ class SqlAuthorizationCodeStore:
         self._clock = clock
 
     def create(self, grant: AuthorizationCodeRecord) -> None:
-        with _write(self._engine) as connection:
+        with write_transaction(self._engine) as connection:
             connection.execute(
                 oauth_authorization_codes.insert().values(
                     code_hash=grant.code_hash,
@@ -392,7 +382,7 @@ class SqlAuthorizationCodeStore:
         than once"). ``None``: unknown or expired (and unused) — plain ``invalid_grant``."""
         now = self._clock()
         codes = oauth_authorization_codes
-        with _write(self._engine) as connection:
+        with write_transaction(self._engine) as connection:
             row = connection.execute(
                 codes.update()
                 .where(
@@ -432,7 +422,7 @@ class SqlAuthorizationCodeStore:
         """
         now = self._clock()
         codes = oauth_authorization_codes
-        with _write(self._engine) as connection:
+        with write_transaction(self._engine) as connection:
             _insert_family(connection, family)
             _insert_token(connection, first)
             row = connection.execute(
@@ -456,7 +446,7 @@ class SqlAuthorizationCodeStore:
         """Delete codes that expired ``older_than_s`` ago (long enough to still detect a
         late reuse: keep a code for at least an access token's lifetime)."""
         cutoff = self._clock() - older_than_s
-        with _write(self._engine) as connection:
+        with write_transaction(self._engine) as connection:
             deleted = connection.execute(
                 oauth_authorization_codes.delete().where(
                     oauth_authorization_codes.c.expires_at < cutoff
@@ -480,7 +470,7 @@ class SqlRefreshTokenStore:
         self._clock = clock
 
     def start_family(self, family: RefreshFamily, first: RefreshTokenRecord) -> None:
-        with _write(self._engine) as connection:
+        with write_transaction(self._engine) as connection:
             _insert_family(connection, family)
             _insert_token(connection, first)
 
@@ -499,7 +489,7 @@ class SqlRefreshTokenStore:
         """
         now = self._clock()
         families, tokens = oauth_refresh_families, oauth_refresh_tokens
-        with _write(self._engine) as connection:
+        with write_transaction(self._engine) as connection:
             # 1. Lock the live family (orders us against revocation, module docstring).
             family_row = connection.execute(
                 families.update()
@@ -589,7 +579,7 @@ class SqlRefreshTokenStore:
 
     def revoke_family(self, family_id: str, *, reason: str) -> tuple[IssuedAccess, ...]:
         """Revoke a family (idempotent); returns its live access tokens to deny."""
-        with _write(self._engine) as connection:
+        with write_transaction(self._engine) as connection:
             return _revoke_family(connection, family_id, reason=reason, now=self._clock())
 
     def family_of(self, token_hash: str) -> RefreshFamily | None:
