@@ -216,3 +216,32 @@ class Load:
     def snapshot(self) -> Counter[str]:
         with self._lock:
             return Counter(self.served_by)
+
+
+def pod_urls(platform: Platform) -> list[str]:
+    """Each pod's own address: revocation promises are checked pod by pod, not via the edge."""
+    procs = platform.processes().values()
+    return [f"http://127.0.0.1:{p['port']}" for p in procs if p["role"] == "pod"]
+
+
+def pods_still_accepting(
+    platform: Platform, headers: dict[str, str], started: float, deadline_s: float = 1.0
+) -> dict[str, int]:
+    """Pods that do not refuse (401) `headers` by `deadline_s` after `started`.
+
+    Polls every pod directly until each refuses or the deadline passes, then asks every
+    pod once more at or after the deadline: the promise is that a pod asked then refuses,
+    so a slow test client can neither pass nor fail it by itself.
+    """
+    urls = pod_urls(platform)
+    pending = set(urls)
+    while pending and time.monotonic() - started < deadline_s:
+        pending = {
+            u for u in pending if httpx.get(f"{u}/v1/clients", headers=headers).status_code != 401
+        }
+        time.sleep(0.02)
+    if not pending:
+        return {}
+    time.sleep(max(0.0, started + deadline_s - time.monotonic()))
+    late = {u: httpx.get(f"{u}/v1/clients", headers=headers) for u in urls}
+    return {u: r.status_code for u, r in late.items() if r.status_code != 401}

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.e2e.platform_harness import Platform, running_platform
+from tests.e2e.platform_harness import Platform, pod_urls, pods_still_accepting, running_platform
 
 pytestmark = pytest.mark.slow
 
@@ -171,21 +171,9 @@ def claims(token: str) -> dict[str, Any]:
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
-def pod_urls(platform: Platform) -> list[str]:
-    procs = platform.processes().values()
-    return [f"http://127.0.0.1:{p['port']}" for p in procs if p["role"] == "pod"]
-
-
 def refused_everywhere_within_1_s(platform: Platform, access_token: str) -> bool:
     headers = {"Authorization": f"Bearer {access_token}"}
-    pending = set(pod_urls(platform))
-    started = time.monotonic()
-    while pending and time.monotonic() - started < 1.0:
-        pending = {
-            u for u in pending if httpx.get(f"{u}/v1/clients", headers=headers).status_code != 401
-        }
-        time.sleep(0.02)
-    return not pending
+    return not pods_still_accepting(platform, headers, time.monotonic())
 
 
 # --- the login page ---------------------------------------------------------------------

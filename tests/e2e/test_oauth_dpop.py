@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.dpop_proofs import DpopKey
-from tests.e2e.platform_harness import Platform, running_platform
+from tests.e2e.platform_harness import Platform, pod_urls, running_platform
 
 pytestmark = pytest.mark.slow
 
@@ -126,11 +126,6 @@ def dpop_headers(token: str, proof: str) -> dict[str, str]:
 def claims_of(token: str) -> dict[str, Any]:
     payload = token.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-
-
-def pod_urls(platform: Platform) -> list[str]:
-    procs = platform.processes()
-    return [f"http://127.0.0.1:{p['port']}" for p in procs.values() if p["role"] == "pod"]
 
 
 # --- token endpoint ---------------------------------------------------------------------

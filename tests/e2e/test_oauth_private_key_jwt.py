@@ -24,7 +24,7 @@ import pytest
 from joserfc import jwt
 
 from tests.dpop_proofs import DpopKey, b64url
-from tests.e2e.platform_harness import Platform, running_platform
+from tests.e2e.platform_harness import Platform, pod_urls, running_platform
 
 pytestmark = pytest.mark.slow
 
@@ -135,11 +135,6 @@ def grant(c: httpx.Client, value: str, **extra: str) -> httpx.Response:
         "/oauth2/token",
         data={"grant_type": "client_credentials", **assertion_form(value), **extra},
     )
-
-
-def pod_urls(platform: Platform) -> list[str]:
-    procs = platform.processes()
-    return [f"http://127.0.0.1:{p['port']}" for p in procs.values() if p["role"] == "pod"]
 
 
 def assert_invalid_client(r: httpx.Response) -> None:

@@ -47,7 +47,7 @@ from strongroom.adapters.db.auth_repositories import SqlKeyRepository
 from strongroom.adapters.db.engine import make_engine
 from strongroom.auth.keys import KeyRing, SigningKey, b64url_encode, load_private_key
 from strongroom.config import Settings
-from tests.e2e.platform_harness import Platform, running_platform
+from tests.e2e.platform_harness import Platform, pod_urls, pods_still_accepting, running_platform
 
 pytestmark = pytest.mark.slow
 
@@ -131,11 +131,6 @@ def bearer(c: httpx.Client, client: dict[str, Any]) -> dict[str, str]:
     r = token_request(c, client)
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
-
-
-def pod_urls(platform: Platform) -> list[str]:
-    procs = platform.processes()
-    return [f"http://127.0.0.1:{p['port']}" for p in procs.values() if p["role"] == "pod"]
 
 
 # --- forging tokens -------------------------------------------------------------------
@@ -579,15 +574,7 @@ def test_operator_suspension_stops_the_tenants_clients_on_every_pod_within_1_s(
             assert httpx.get(f"{url}/v1/clients", headers=headers).status_code == 200
         suspended = c.post(f"/v1/tenants/{tenant['tenant_id']}/suspend", headers=operator)
         assert suspended.status_code == 200 and suspended.json()["status"] == "suspended"
-        started = time.monotonic()
-        pending = set(pod_urls(platform))
-        while pending and time.monotonic() - started < 1.0:
-            pending = {
-                u
-                for u in pending
-                if httpx.get(f"{u}/v1/clients", headers=headers).status_code != 401
-            }
-            time.sleep(0.02)
+        pending = pods_still_accepting(platform, headers, time.monotonic())
         again = token_request(c, client)
         others = c.get("/v1/clients", headers=bearer(c, world["beta"]["app"]))
     assert not pending, f"pods still accepting: {pending}"
