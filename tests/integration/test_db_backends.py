@@ -7,7 +7,6 @@ a broken environment and must fail loudly instead of passing on SQLite alone.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import uuid
@@ -18,53 +17,13 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from strongroom.adapters.db.engine import SQLITE_BEGIN_OPTION, make_engine, normalize_url
 from strongroom.adapters.db.migrate import check_ready, current_revision, head_revision, upgrade
 from strongroom.adapters.db.schema import metadata
 from strongroom.config import Settings
-
-PG_ADMIN_URL = os.environ.get(
-    "STRONGROOM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-
-
-def _postgres_admin_engine() -> Engine:
-    settings = Settings(database={"url": PG_ADMIN_URL, "connect_timeout_s": 2})
-    return make_engine(settings).execution_options(isolation_level="AUTOCOMMIT")
-
-
-def _postgres_unavailable_reason() -> str | None:
-    engine = _postgres_admin_engine()
-    try:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-    except Exception as exc:
-        return f"PostgreSQL at {make_url(PG_ADMIN_URL).render_as_string()} unreachable: {exc!r}"
-    finally:
-        engine.dispose()
-    return None
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    reason = _postgres_unavailable_reason()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: PostgreSQL tests may not be skipped)")
-        pytest.skip(reason)
-    name = f"strongroom_test_{uuid.uuid4().hex[:12]}"
-    admin = _postgres_admin_engine()
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

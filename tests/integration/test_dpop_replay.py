@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from redis import Redis
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from strongroom.adapters.db.engine import make_engine
 from strongroom.adapters.db.migrate import alembic_config, upgrade
@@ -33,9 +33,6 @@ from strongroom.adapters.dpop_replay import (
 from strongroom.auth.rfc9449_dpop import JtiReplayCache
 from strongroom.config import Settings
 
-PG_ADMIN_URL = os.environ.get(
-    "STRONGROOM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 REDIS_URL = os.environ.get("STRONGROOM_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 NOW = 1_700_000_000.0
 RACERS = 16
@@ -48,26 +45,6 @@ def _unreachable(reason: str) -> None:
 
 
 # --- backends -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    admin = make_engine(
-        Settings(database={"url": PG_ADMIN_URL, "connect_timeout_s": 2})
-    ).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"strongroom_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        _unreachable(f"PostgreSQL at {make_url(PG_ADMIN_URL).render_as_string()}: {exc!r}")
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -6,7 +6,6 @@ skip, except under CI (``CI=true``), where they fail.
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from strongroom.adapters.db.auth_repositories import SqlClientRepository, SqlTenantRepository
 from strongroom.adapters.db.engine import make_engine
@@ -43,9 +42,6 @@ from strongroom.auth.refresh_tokens import (
 from strongroom.auth.users import UserRecord
 from strongroom.config import Settings
 
-PG_ADMIN_URL = os.environ.get(
-    "STRONGROOM_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 T0 = 1_700_000_000.0
 
 
@@ -55,34 +51,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def _admin() -> Engine:
-    settings = Settings(database={"url": PG_ADMIN_URL, "connect_timeout_s": 2})
-    return make_engine(settings).execution_options(isolation_level="AUTOCOMMIT")
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    admin = _admin()
-    try:
-        with admin.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-    except Exception as exc:
-        admin.dispose()
-        reason = f"PostgreSQL at {make_url(PG_ADMIN_URL).render_as_string()} unreachable: {exc!r}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason} (CI=true: PostgreSQL tests may not be skipped)")
-        pytest.skip(reason)
-    name = f"strongroom_users_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
