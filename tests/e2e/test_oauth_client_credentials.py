@@ -287,6 +287,25 @@ def test_revoked_token_is_refused_by_every_pod_within_1_s(platform, tenants) -> 
     assert after == {"active": False}
 
 
+def test_introspection_at_any_pod_sees_a_revocation_made_at_another_at_once(
+    platform, tenants
+) -> None:
+    """RFC 7662 answers are the truth, not a view one deny-list poll old."""
+    client = tenants["alpha"]["client"]
+    auth = (client["client_id"], client["client_secret"])
+    first, *others = pod_urls(platform)
+    assert others, "needs two pods"
+    with platform.client() as c:
+        value = bearer(c, client)["Authorization"][7:]
+    revoked = httpx.post(f"{first}/oauth2/revoke", data={"token": value}, auth=auth)
+    assert revoked.status_code == 200
+    answers = [
+        httpx.post(f"{url}/oauth2/introspect", data={"token": value}, auth=auth).json()
+        for url in others
+    ]
+    assert answers == [{"active": False}] * len(others)
+
+
 def test_revocation_of_unknown_token_is_200(platform, tenants) -> None:
     client = tenants["alpha"]["client"]
     with platform.client() as c:

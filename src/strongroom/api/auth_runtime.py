@@ -63,7 +63,10 @@ class AuthRuntime:
         self.dummy_hash = self.hasher.hash("strongroom-no-such-client")
         self.deny_list = DenyList()
         self.deny_list_sync = DenyListSync(
-            SqlDenyListFeed(engine), self.deny_list, poll_s=auth.deny_list_poll_s
+            SqlDenyListFeed(engine),
+            self.deny_list,
+            poll_s=auth.deny_list_poll_s,
+            inline_reads=engine.dialect.name == "sqlite",
         )
         # DPoP (RFC 9449): seen proof jtis shared by every pod, and stateless nonces keyed
         # from the secret every pod already shares, so any pod accepts any pod's nonce.

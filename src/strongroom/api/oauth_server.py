@@ -93,6 +93,10 @@ async def token(request: Request) -> Response:
         return error_response(exc)
 
 
+# RFC 7662 §2.2: whatever the reason, an unusable token is only ever "not active".
+INACTIVE = {"active": False}
+
+
 @router.post("/oauth2/introspect", summary="RFC 7662 token introspection")
 async def introspect(request: Request) -> Response:
     runtime = auth_runtime(request)
@@ -104,24 +108,22 @@ async def introspect(request: Request) -> Response:
             raise errors.invalid_request("token is required")
     except errors.OAuthError as exc:
         return error_response(exc)
-    inactive = json_response({"active": False})
     try:
         claims = runtime.verifier.verify(value)
     except InvalidToken:
-        return inactive
+        return json_response(INACTIVE)
     # A caller learns nothing about other tenants' tokens (property-level protection).
     if claims.tenant != client.tenant_id:
-        return inactive
-    # The deny list answers most revoked tokens without a round trip; the database is the
-    # truth for a revocation made on another pod in the last `auth.deny_list_poll_s`.
+        return json_response(INACTIVE)
+    # Introspection is the truth, not a view up to one poll old: wait for a deny-list
+    # poll that began after this request (shared with concurrent requests), then ask it.
+    await runtime.deny_list_sync.catch_up()
     deny = runtime.deny_list
     if deny.token_revoked(claims.jti) or deny.client_suspended(claims.client_id):
-        return inactive
-    if await anyio.to_thread.run_sync(runtime.revocations.is_revoked, claims.jti):
-        return inactive
+        return json_response(INACTIVE)
     owner = await client_cache(request).get(claims.client_id)
     if owner is None or owner.status != "active":
-        return inactive
+        return json_response(INACTIVE)
     return json_response(
         {
             "active": True,

@@ -121,10 +121,6 @@ class RevocationStore(Protocol):
         """Flip the client to ``suspended`` and emit ``DenyEntry("client", client_id, ...)``."""
         ...
 
-    def is_revoked(self, jti: str) -> bool:
-        """The database's truth (token introspection, RFC 7662), not a pod's cached view."""
-        ...
-
 
 class DenyListFeed(Protocol):
     """What pods consume: revocations since a cursor (an increasing sequence number)."""
