@@ -126,8 +126,9 @@ def running_platform(
             str(edge_workers),
         ],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp.parent / f"{tmp.name}-up.log").open("wb"),
+        # Every process's log lines, kept for diagnosing a failure (see `up_log_tail`).
+        stdout=up_log(tmp).open("wb"),
+        stderr=subprocess.STDOUT,
     )
     platform = Platform(tmp, port, proc)
     try:
@@ -244,4 +245,18 @@ def pods_still_accepting(
         return {}
     time.sleep(max(0.0, started + deadline_s - time.monotonic()))
     late = {u: httpx.get(f"{u}/v1/clients", headers=headers) for u in urls}
-    return {u: r.status_code for u, r in late.items() if r.status_code != 401}
+    accepting = {u: r.status_code for u, r in late.items() if r.status_code != 401}
+    if accepting:  # pytest shows this with the failure: the pods' own account of it
+        print(up_log_tail(platform))
+    return accepting
+
+
+def up_log(data_dir: Path) -> Path:
+    """Where `running_platform` sends the output of `strongroom up` and its children."""
+    return data_dir.parent / f"{data_dir.name}-up.log"
+
+
+def up_log_tail(platform: Platform, lines: int = 80) -> str:
+    path = up_log(platform.data_dir)
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
