@@ -308,6 +308,24 @@ class AuthSettings(BaseModel):
     client_assertion_lifetime_max_s: int = 300
 
 
+class LedgerSettings(BaseModel):
+    # Stripe keeps Idempotency-Keys 24 h; a shorter window would let a late retry of an
+    # acknowledged transfer apply it twice, so less than a day is refused.
+    idempotency_key_ttl_s: float = Field(default=86_400.0, ge=86_400.0)
+    # A key's holder that has not answered within this long is presumed dead (the pod was
+    # killed): a retry may take the key over. Its unit can no longer commit (token check).
+    idempotency_lease_s: float = Field(default=30.0, gt=0)
+    # Group commit (ledger/group_commit.py): units per database transaction and
+    # transactions in flight per pod (SQLite has one writer: 1 is used there).
+    group_commit_max_units: int = Field(default=256, ge=1)
+    group_commit_concurrency: int = Field(default=2, ge=1)
+    # The worker voids holds past their expires_at this often.
+    hold_expiry_poll_s: float = Field(default=1.0, gt=0)
+    # Balance rows of a system fees/settlement/clearing account: credits to it spread over
+    # this many rows so the account every transfer touches does not serialize the ledger.
+    hot_account_shards: int = Field(default=8, ge=1, le=64)
+
+
 class SecretSettings(BaseModel):
     # Shared by edge and pods: pods trust Forwarded/X-Request-Id only with this proof.
     edge_secret: SecretStr = SecretStr(DEFAULT_EDGE_SECRET)
@@ -333,6 +351,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     observe: ObserveSettings = Field(default_factory=ObserveSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     secrets: SecretSettings = Field(default_factory=SecretSettings)
 
     @classmethod

@@ -1,0 +1,788 @@
+"""The ledger on SQL (SQLite and PostgreSQL): lock, compute, write — one transaction a group.
+
+``execute`` runs a whole group of units (group commit) in one transaction:
+
+1. Idempotency-Key claims of the units are checked (a unit whose claim was taken over
+   after its lease ran out is refused: its retry owns the key now).
+2. PostgreSQL: transaction-scoped advisory locks on every id the group creates or
+   resolves (transfer, account and journal ids, a tenant's system accounts per currency),
+   taken in sorted order in one statement. Two pods creating the same transfer id, or
+   posting the same hold, are thereby serialized, and the later one sees the earlier's
+   row. SQLite has one writer at a time (``BEGIN IMMEDIATE``), which serializes all this.
+3. The balance rows the group moves are locked in one ``SELECT … ORDER BY … FOR UPDATE``
+   (a fixed order, so two groups never deadlock). An account whose balance must be
+   checked has all its shard rows locked; a hot account that only receives money (a
+   fees account credited by every transfer) has one shard row locked, picked at random,
+   so concurrent groups credit different rows and do not queue behind each other.
+4. ``ledger.engine.apply`` computes outcomes and effects on the locked values; the
+   effects (rows, counters, entries, outbox events, audit entries, stored responses) are
+   written with ``executemany`` and committed together. No lock is held across a round
+   trip to the client: the transaction starts and ends inside this call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import secrets
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, Row
+
+from strongroom.adapters.db.engine import is_sqlite, write_transaction
+from strongroom.adapters.db.schema import (
+    audit_entries,
+    idempotency_keys,
+    ledger_accounts,
+    ledger_balances,
+    ledger_entries,
+    ledger_journal_entries,
+    ledger_transfers,
+    outbox_events,
+)
+from strongroom.ledger import engine as ledger_engine
+from strongroom.ledger.commands import (
+    ChangeAccount,
+    Command,
+    CreateAccount,
+    CreateJournalEntry,
+    CreateTransfer,
+    ExpireTransfer,
+    PostTransfer,
+    ReverseTransfer,
+    VoidTransfer,
+)
+from strongroom.ledger.engine import Effects, Key, Snapshot, needs_exact_balance
+from strongroom.ledger.errors import LedgerError
+from strongroom.ledger.model import (
+    COUNTERS,
+    Account,
+    AccountKind,
+    AccountStatus,
+    Balances,
+    Counter,
+    Entry,
+    JournalEntry,
+    Leg,
+    NormalSide,
+    Side,
+    Transfer,
+    TransferStatus,
+)
+from strongroom.ledger.ports import (
+    ClaimResult,
+    EntryFilter,
+    Outcome,
+    StoredResponse,
+    Unit,
+)
+
+ENTRY_PAGE_MAX = 1000
+ACCOUNT_PAGE_MAX = 500
+_SUMS = [sa.func.coalesce(sa.func.sum(ledger_balances.c[c]), 0).label(c) for c in COUNTERS]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _lock_key(*parts: str) -> int:
+    """A signed 64-bit advisory-lock key for an id (collisions only serialize more)."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class SqlLedgerStore:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        hot_account_shards: int = 8,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        rng: random.Random | None = None,
+    ) -> None:
+        self._engine = engine
+        self._shards = hot_account_shards
+        self._new_id = new_id
+        self._rng = rng or random.Random()
+        self._sqlite = is_sqlite(engine)
+
+    # -- writes ----------------------------------------------------------------------------
+    def execute(self, units: Sequence[Unit], now_us: int) -> list[list[Outcome]]:
+        with write_transaction(self._engine) as connection:
+            lost = self._lost_claims(connection, units)
+            live = [u for i, u in enumerate(units) if i not in lost]
+            if not self._sqlite:
+                self._advisory_locks(connection, live)
+            snapshot, shard_for = self._load(connection, live)
+            results, effects = ledger_engine.apply(snapshot, live, now_us, new_id=self._new_id)
+            self._write(connection, live, effects, shard_for, now_us)
+            for unit, outcomes in zip(live, results, strict=True):
+                if unit.claim is not None:
+                    self._finish_claim(connection, unit, unit.claim.respond(outcomes))
+        merged: list[list[Outcome]] = []
+        answers = iter(results)
+        for index, unit in enumerate(units):
+            if index in lost:
+                error = LedgerError(
+                    "idempotency-conflict", "Another request took over this Idempotency-Key."
+                )
+                merged.append([Outcome(error=error) for _ in unit.commands])
+            else:
+                merged.append(next(answers))
+        return merged
+
+    def _lost_claims(self, connection: Connection, units: Sequence[Unit]) -> set[int]:
+        lost: set[int] = set()
+        for index, unit in enumerate(units):
+            if unit.claim is None:
+                continue
+            query = sa.select(idempotency_keys.c.token).where(
+                idempotency_keys.c.tenant_id == unit.tenant_id,
+                idempotency_keys.c.key == unit.claim.key,
+            )
+            if not self._sqlite:
+                query = query.with_for_update()
+            token = connection.execute(query).scalar_one_or_none()
+            if token != unit.claim.token:
+                lost.add(index)
+        return lost
+
+    def _advisory_locks(self, connection: Connection, units: Sequence[Unit]) -> None:
+        keys: set[int] = set()
+        for unit in units:
+            for command in unit.commands:
+                for ident in _ids_to_serialize(command):
+                    keys.add(_lock_key(unit.tenant_id, ident))
+        if not keys:
+            return
+        # Sorted in a subquery so the locks are taken in that order (no deadlock).
+        connection.execute(
+            sa.text(
+                "SELECT pg_advisory_xact_lock(k) FROM "
+                "(SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k) AS sorted"
+            ),
+            {"keys": sorted(keys)},
+        )
+
+    def _load(
+        self, connection: Connection, units: Sequence[Unit]
+    ) -> tuple[Snapshot, dict[Key, int]]:
+        snapshot = Snapshot()
+        transfer_keys: set[Key] = set()
+        journal_keys: set[Key] = set()
+        account_keys: set[Key] = set()
+        currencies: set[tuple[str, str]] = set()
+        for unit in units:
+            t = unit.tenant_id
+            for command in unit.commands:
+                match command:
+                    case CreateAccount():
+                        account_keys.add((t, command.id))
+                        currencies.add((t, command.currency))
+                    case ChangeAccount():
+                        account_keys.add((t, command.account_id))
+                    case CreateTransfer():
+                        transfer_keys.add((t, command.id))
+                        account_keys.update(
+                            {(t, command.debit_account_id), (t, command.credit_account_id)}
+                        )
+                    case PostTransfer() | VoidTransfer() | ExpireTransfer():
+                        transfer_keys.add((t, command.transfer_id))
+                    case ReverseTransfer():
+                        transfer_keys.update({(t, command.transfer_id), (t, command.id)})
+                    case CreateJournalEntry():
+                        journal_keys.add((t, command.id))
+                        account_keys.update((t, leg.account_id) for leg in command.legs)
+        for row in self._rows_by_key(connection, ledger_transfers, transfer_keys):
+            transfer = _transfer(row)
+            snapshot.transfers[(transfer.tenant_id, transfer.id)] = transfer
+            account_keys.update(
+                {
+                    (transfer.tenant_id, transfer.debit_account_id),
+                    (transfer.tenant_id, transfer.credit_account_id),
+                }
+            )
+        for row in self._rows_by_key(connection, ledger_journal_entries, journal_keys):
+            entry = _journal_entry(row)
+            snapshot.journal_entries[(entry.tenant_id, entry.id)] = entry
+        for tenant, currency in sorted(currencies):
+            rows = connection.execute(
+                sa.select(ledger_accounts.c.id, ledger_accounts.c.code).where(
+                    ledger_accounts.c.tenant_id == tenant,
+                    ledger_accounts.c.currency == currency,
+                    ledger_accounts.c.code.is_not(None),
+                )
+            ).all()
+            for system_row in rows:
+                snapshot.system[(tenant, currency, system_row.code)] = system_row.id
+        accounts = {
+            (row.tenant_id, row.id): row
+            for row in self._rows_by_key(connection, ledger_accounts, account_keys)
+        }
+        exact = self._exact_accounts(units, snapshot, accounts)
+        shard_for: dict[Key, int] = {}
+        wanted: list[tuple[str, str, int]] = []
+        for key, row in accounts.items():
+            if row.shards == 1 or key in exact:
+                wanted.extend((key[0], key[1], s) for s in range(row.shards))
+                shard_for[key] = self._rng.randrange(row.shards)
+            else:
+                shard = self._rng.randrange(row.shards)
+                wanted.append((key[0], key[1], shard))
+                shard_for[key] = shard
+        balances = self._lock_balances(connection, wanted)
+        for key, row in accounts.items():
+            snapshot.accounts[key] = _account(row, balances.get(key, Balances()))
+        return snapshot, shard_for
+
+    def _exact_accounts(
+        self, units: Sequence[Unit], snapshot: Snapshot, rows: dict[Key, Row[Any]]
+    ) -> set[Key]:
+        """Accounts some command may check against their whole balance (all shards locked)."""
+        exact: set[Key] = set()
+
+        def touch(key: Key, side: Side) -> None:
+            row = rows.get(key)
+            if row is not None and needs_exact_balance(_account(row, Balances()), side):
+                exact.add(key)
+
+        for unit in units:
+            t = unit.tenant_id
+            for command in unit.commands:
+                match command:
+                    case ChangeAccount():
+                        exact.add((t, command.account_id))
+                    case CreateTransfer():
+                        touch((t, command.debit_account_id), "debit")
+                        touch((t, command.credit_account_id), "credit")
+                    case ReverseTransfer():
+                        original = snapshot.transfers.get((t, command.transfer_id))
+                        if original is not None:
+                            touch((t, original.credit_account_id), "debit")
+                            touch((t, original.debit_account_id), "credit")
+                    case CreateJournalEntry():
+                        for leg in command.legs:
+                            touch((t, leg.account_id), leg.side)
+                    case _:
+                        pass
+        return exact
+
+    def _rows_by_key(
+        self, connection: Connection, table: sa.Table, keys: Iterable[Key]
+    ) -> list[Row[Any]]:
+        ordered = sorted(keys)
+        rows: list[Row[Any]] = []
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start : start + 500]
+            rows.extend(
+                connection.execute(
+                    sa.select(table).where(sa.tuple_(table.c.tenant_id, table.c.id).in_(chunk))
+                ).all()
+            )
+        return rows
+
+    def _lock_balances(
+        self, connection: Connection, wanted: list[tuple[str, str, int]]
+    ) -> dict[Key, Balances]:
+        totals: dict[Key, Balances] = {}
+        ordered = sorted(set(wanted))
+        b = ledger_balances.c
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start : start + 500]
+            query = (
+                sa.select(ledger_balances)
+                .where(sa.tuple_(b.tenant_id, b.account_id, b.shard).in_(chunk))
+                .order_by(b.tenant_id, b.account_id, b.shard)
+            )
+            if not self._sqlite:
+                query = query.with_for_update()
+            for row in connection.execute(query):
+                key = (row.tenant_id, row.account_id)
+                totals[key] = totals.get(key, Balances()).merged(
+                    Balances(
+                        row.debits_posted,
+                        row.credits_posted,
+                        row.debits_pending,
+                        row.credits_pending,
+                    )
+                )
+        return totals
+
+    def _write(
+        self,
+        connection: Connection,
+        units: Sequence[Unit],
+        effects: Effects,
+        shard_for: dict[Key, int],
+        now_us: int,
+    ) -> None:
+        if effects.new_accounts:
+            connection.execute(
+                ledger_accounts.insert(),
+                [
+                    {
+                        "tenant_id": a.tenant_id,
+                        "id": a.id,
+                        "currency": a.currency,
+                        "kind": a.kind,
+                        "code": a.code,
+                        "normal": a.normal,
+                        "bounded": a.bounded,
+                        "overdraft_limit": a.overdraft_limit,
+                        "status": a.status,
+                        "metadata": _json(a.metadata),
+                        "shards": self._shards if a.kind == "system" else 1,
+                        "created_at_us": a.created_at_us,
+                    }
+                    for a in effects.new_accounts
+                ],
+            )
+            connection.execute(
+                ledger_balances.insert(),
+                [
+                    {
+                        "tenant_id": a.tenant_id,
+                        "account_id": a.id,
+                        "shard": shard,
+                        **dict.fromkeys(COUNTERS, 0),
+                    }
+                    for a in effects.new_accounts
+                    for shard in range(self._shards if a.kind == "system" else 1)
+                ],
+            )
+            for a in effects.new_accounts:
+                shard_for[(a.tenant_id, a.id)] = 0
+        if effects.changed_accounts:
+            connection.execute(
+                ledger_accounts.update()
+                .where(
+                    ledger_accounts.c.tenant_id == sa.bindparam("k_tenant"),
+                    ledger_accounts.c.id == sa.bindparam("k_id"),
+                )
+                .values(status=sa.bindparam("v_status"), overdraft_limit=sa.bindparam("v_limit")),
+                [
+                    {
+                        "k_tenant": a.tenant_id,
+                        "k_id": a.id,
+                        "v_status": a.status,
+                        "v_limit": a.overdraft_limit,
+                    }
+                    for a in effects.changed_accounts
+                ],
+            )
+        if effects.balance_deltas:
+            b = ledger_balances.c
+            connection.execute(
+                ledger_balances.update()
+                .where(
+                    b.tenant_id == sa.bindparam("k_tenant"),
+                    b.account_id == sa.bindparam("k_account"),
+                    b.shard == sa.bindparam("k_shard"),
+                )
+                .values({c: b[c] + sa.bindparam(f"d_{c}") for c in COUNTERS}),
+                [
+                    {
+                        "k_tenant": key[0],
+                        "k_account": key[1],
+                        "k_shard": shard_for[key],
+                        **{f"d_{c}": getattr(delta, c) for c in COUNTERS},
+                    }
+                    for key, delta in sorted(effects.balance_deltas.items())
+                ],
+            )
+        if effects.new_transfers:
+            connection.execute(
+                ledger_transfers.insert(), [_transfer_row(t) for t in effects.new_transfers]
+            )
+        if effects.changed_transfers:
+            t = ledger_transfers.c
+            connection.execute(
+                ledger_transfers.update()
+                .where(t.tenant_id == sa.bindparam("k_tenant"), t.id == sa.bindparam("k_id"))
+                .values(
+                    status=sa.bindparam("v_status"),
+                    posted_amount=sa.bindparam("v_posted"),
+                    resolved_at_us=sa.bindparam("v_resolved"),
+                    reversed_amount=sa.bindparam("v_reversed"),
+                ),
+                [
+                    {
+                        "k_tenant": x.tenant_id,
+                        "k_id": x.id,
+                        "v_status": x.status,
+                        "v_posted": x.posted_amount,
+                        "v_resolved": x.resolved_at_us,
+                        "v_reversed": x.reversed_amount,
+                    }
+                    for x in effects.changed_transfers
+                ],
+            )
+        if effects.new_journal_entries:
+            connection.execute(
+                ledger_journal_entries.insert(),
+                [
+                    {
+                        "tenant_id": j.tenant_id,
+                        "id": j.id,
+                        "legs": _json([_leg_json(leg) for leg in j.legs]),
+                        "metadata": _json(j.metadata),
+                        "created_at_us": j.created_at_us,
+                    }
+                    for j in effects.new_journal_entries
+                ],
+            )
+        if effects.entries:
+            connection.execute(
+                ledger_entries.insert(),
+                [
+                    {
+                        "tenant_id": tenant,
+                        "account_id": e.account_id,
+                        "counter": e.counter,
+                        "delta": e.delta,
+                        "transfer_id": e.transfer_id,
+                        "journal_entry_id": e.journal_entry_id,
+                        "created_at_us": e.created_at_us,
+                    }
+                    for tenant, e in zip(effects.entry_tenants, effects.entries, strict=True)
+                ],
+            )
+        if effects.events:
+            connection.execute(
+                outbox_events.insert(),
+                [
+                    {
+                        "tenant_id": event.tenant_id,
+                        "type": event.type,
+                        "payload": _json(
+                            {
+                                "type": event.type,
+                                "subject_ids": list(event.subject_ids),
+                                "data": event.data,
+                                "occurred_at_us": event.occurred_at_us,
+                            }
+                        ),
+                        "created_at_us": now_us,
+                    }
+                    for _, event in effects.events
+                ],
+            )
+            connection.execute(
+                audit_entries.insert(),
+                [
+                    {
+                        "tenant_id": event.tenant_id,
+                        "event_type": event.type,
+                        "actor_kind": units[index].actor.kind,
+                        "actor_id": units[index].actor.id,
+                        "request_id": units[index].request_id,
+                        "subject_ids": _json(list(event.subject_ids)),
+                        "data": _json(event.data),
+                        "occurred_at_us": event.occurred_at_us,
+                    }
+                    for index, event in effects.events
+                ],
+            )
+
+    def _finish_claim(self, connection: Connection, unit: Unit, response: StoredResponse) -> None:
+        assert unit.claim is not None
+        k = idempotency_keys.c
+        connection.execute(
+            idempotency_keys.update()
+            .where(
+                k.tenant_id == unit.tenant_id, k.key == unit.claim.key, k.token == unit.claim.token
+            )
+            .values(state="done", response_status=response.status, response_body=response.body)
+        )
+
+    # -- Idempotency-Key claims --------------------------------------------------------------
+    def claim_key(
+        self,
+        tenant_id: str,
+        key: str,
+        request_hash: str,
+        now_us: int,
+        *,
+        lease_us: int,
+        ttl_us: int,
+    ) -> ClaimResult:
+        token = secrets.token_hex(16)
+        fresh = {
+            "request_hash": request_hash,
+            "token": token,
+            "state": "started",
+            "lease_until_us": now_us + lease_us,
+            "expires_at_us": now_us + ttl_us,
+            "response_status": None,
+            "response_body": None,
+        }
+        insert = (sqlite.insert if self._sqlite else postgresql.insert)(idempotency_keys)
+        k = idempotency_keys.c
+        with write_transaction(self._engine) as connection:
+            connection.execute(
+                insert.values(tenant_id=tenant_id, key=key, **fresh).on_conflict_do_nothing()
+            )
+            query = sa.select(idempotency_keys).where(k.tenant_id == tenant_id, k.key == key)
+            if not self._sqlite:
+                query = query.with_for_update()
+            row = connection.execute(query).one()
+            if row.token == token:
+                return ClaimResult("claimed", token=token)
+            take_over = row.expires_at_us <= now_us or (
+                row.state == "started"
+                and row.lease_until_us <= now_us
+                and row.request_hash == request_hash
+            )
+            if take_over:
+                connection.execute(
+                    idempotency_keys.update()
+                    .where(k.tenant_id == tenant_id, k.key == key)
+                    .values(**fresh)
+                )
+                return ClaimResult("claimed", token=token)
+            if row.request_hash != request_hash:
+                return ClaimResult("mismatch")
+            if row.state == "done":
+                return ClaimResult(
+                    "replay", response=StoredResponse(row.response_status, bytes(row.response_body))
+                )
+            return ClaimResult("in_flight")
+
+    def release_key(self, tenant_id: str, key: str, token: str) -> None:
+        k = idempotency_keys.c
+        with write_transaction(self._engine) as connection:
+            connection.execute(
+                idempotency_keys.delete().where(
+                    k.tenant_id == tenant_id, k.key == key, k.token == token, k.state == "started"
+                )
+            )
+
+    def purge_keys(self, now_us: int) -> int:
+        with write_transaction(self._engine) as connection:
+            result = connection.execute(
+                idempotency_keys.delete().where(idempotency_keys.c.expires_at_us <= now_us)
+            )
+        return int(result.rowcount)
+
+    # -- reads -----------------------------------------------------------------------------
+    def account(
+        self, tenant_id: str, account_id: str, *, as_of_us: int | None = None
+    ) -> Account | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                sa.select(ledger_accounts).where(
+                    ledger_accounts.c.tenant_id == tenant_id, ledger_accounts.c.id == account_id
+                )
+            ).first()
+            if row is None or (as_of_us is not None and row.created_at_us > as_of_us):
+                return None
+            if as_of_us is None:
+                sums = connection.execute(
+                    sa.select(*_SUMS).where(
+                        ledger_balances.c.tenant_id == tenant_id,
+                        ledger_balances.c.account_id == account_id,
+                    )
+                ).one()
+                balances = Balances(*(int(sums[i]) for i in range(4)))
+            else:
+                e = ledger_entries.c
+                sums_by_counter = connection.execute(
+                    sa.select(e.counter, sa.func.sum(e.delta).label("total"))
+                    .where(
+                        e.tenant_id == tenant_id,
+                        e.account_id == account_id,
+                        e.created_at_us <= as_of_us,
+                    )
+                    .group_by(e.counter)
+                ).all()
+                by_counter = {r.counter: r.total for r in sums_by_counter}
+                balances = Balances(*(int(by_counter.get(c) or 0) for c in COUNTERS))
+        return _account(row, balances)
+
+    def accounts(
+        self,
+        tenant_id: str,
+        *,
+        after: str | None,
+        limit: int,
+        kind: AccountKind | None = None,
+        currency: str | None = None,
+    ) -> list[Account]:
+        a = ledger_accounts.c
+        sums = (
+            sa.select(ledger_balances.c.account_id, *_SUMS)
+            .where(ledger_balances.c.tenant_id == tenant_id)
+            .group_by(ledger_balances.c.account_id)
+            .subquery()
+        )
+        query = (
+            sa.select(ledger_accounts, *(sums.c[c] for c in COUNTERS))
+            .join(sums, sums.c.account_id == a.id)
+            .where(a.tenant_id == tenant_id)
+            .order_by(a.id)
+            .limit(max(1, min(limit, ACCOUNT_PAGE_MAX)))
+        )
+        if after is not None:
+            query = query.where(a.id > after)
+        if kind is not None:
+            query = query.where(a.kind == kind)
+        if currency is not None:
+            query = query.where(a.currency == currency)
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [_account(r, Balances(*(int(getattr(r, c)) for c in COUNTERS))) for r in rows]
+
+    def transfer(self, tenant_id: str, transfer_id: str) -> Transfer | None:
+        with self._engine.connect() as connection:
+            rows = self._rows_by_key(connection, ledger_transfers, [(tenant_id, transfer_id)])
+        return _transfer(rows[0]) if rows else None
+
+    def journal_entry(self, tenant_id: str, entry_id: str) -> JournalEntry | None:
+        with self._engine.connect() as connection:
+            rows = self._rows_by_key(connection, ledger_journal_entries, [(tenant_id, entry_id)])
+        return _journal_entry(rows[0]) if rows else None
+
+    def entries(
+        self, tenant_id: str, account_id: str, *, after_seq: int, limit: int, where: EntryFilter
+    ) -> list[Entry]:
+        e = ledger_entries.c
+        query = (
+            sa.select(ledger_entries)
+            .where(e.tenant_id == tenant_id, e.account_id == account_id, e.seq > after_seq)
+            .order_by(e.seq)
+            .limit(max(1, min(limit, ENTRY_PAGE_MAX)))
+        )
+        if where.counters:
+            query = query.where(e.counter.in_(sorted(where.counters)))
+        if where.from_us is not None:
+            query = query.where(e.created_at_us >= where.from_us)
+        if where.to_us is not None:
+            query = query.where(e.created_at_us < where.to_us)
+        if where.transfer_id is not None:
+            query = query.where(e.transfer_id == where.transfer_id)
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [
+            Entry(
+                account_id=r.account_id,
+                counter=cast(Counter, r.counter),
+                delta=int(r.delta),
+                created_at_us=int(r.created_at_us),
+                transfer_id=r.transfer_id,
+                journal_entry_id=r.journal_entry_id,
+                seq=int(r.seq),
+            )
+            for r in rows
+        ]
+
+    def due_holds(self, now_us: int, limit: int) -> list[tuple[str, str]]:
+        t = ledger_transfers.c
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(t.tenant_id, t.id)
+                .where(
+                    t.status == "pending", t.expires_at_us.is_not(None), t.expires_at_us <= now_us
+                )
+                .order_by(t.expires_at_us)
+                .limit(limit)
+            ).all()
+        return [(r.tenant_id, r.id) for r in rows]
+
+
+def _ids_to_serialize(command: Command) -> tuple[str, ...]:
+    match command:
+        case CreateAccount():
+            return (command.id, f"system:{command.currency}")
+        case ChangeAccount():
+            return (command.account_id,)
+        case CreateTransfer():
+            return (command.id,)
+        case PostTransfer() | VoidTransfer() | ExpireTransfer():
+            return (command.transfer_id,)
+        case ReverseTransfer():
+            return (command.transfer_id, command.id)
+        case CreateJournalEntry():
+            return (command.id,)
+    return ()
+
+
+def _account(row: Row[Any], balances: Balances) -> Account:
+    return Account(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        currency=row.currency,
+        kind=cast(AccountKind, row.kind),
+        normal=cast(NormalSide, row.normal),
+        bounded=bool(row.bounded),
+        overdraft_limit=int(row.overdraft_limit),
+        status=cast(AccountStatus, row.status),
+        metadata=json.loads(row.metadata),
+        created_at_us=int(row.created_at_us),
+        code=row.code,
+        balances=balances,
+    )
+
+
+def _transfer(row: Row[Any]) -> Transfer:
+    return Transfer(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        debit_account_id=row.debit_account_id,
+        credit_account_id=row.credit_account_id,
+        amount=int(row.amount),
+        currency=row.currency,
+        status=cast(TransferStatus, row.status),
+        pending=bool(row.pending),
+        metadata=json.loads(row.metadata),
+        created_at_us=int(row.created_at_us),
+        expires_at_us=row.expires_at_us,
+        posted_amount=row.posted_amount,
+        resolved_at_us=row.resolved_at_us,
+        reversed_amount=int(row.reversed_amount),
+        reverses_id=row.reverses_id,
+    )
+
+
+def _transfer_row(t: Transfer) -> dict[str, Any]:
+    return {
+        "tenant_id": t.tenant_id,
+        "id": t.id,
+        "debit_account_id": t.debit_account_id,
+        "credit_account_id": t.credit_account_id,
+        "amount": t.amount,
+        "currency": t.currency,
+        "status": t.status,
+        "pending": t.pending,
+        "expires_at_us": t.expires_at_us,
+        "posted_amount": t.posted_amount,
+        "resolved_at_us": t.resolved_at_us,
+        "reversed_amount": t.reversed_amount,
+        "reverses_id": t.reverses_id,
+        "metadata": _json(t.metadata),
+        "created_at_us": t.created_at_us,
+    }
+
+
+def _journal_entry(row: Row[Any]) -> JournalEntry:
+    legs = tuple(
+        Leg(leg["account_id"], leg["side"], int(leg["amount"]), leg["currency"])
+        for leg in json.loads(row.legs)
+    )
+    return JournalEntry(
+        row.id, row.tenant_id, legs, json.loads(row.metadata), int(row.created_at_us)
+    )
+
+
+def _leg_json(leg: Leg) -> dict[str, Any]:
+    return {
+        "account_id": leg.account_id,
+        "side": leg.side,
+        "amount": leg.amount,
+        "currency": leg.currency,
+    }
