@@ -90,7 +90,39 @@ def key_rotation_job(settings: Settings, index: int) -> Job | None:
     return periodic_job("key-rotation", ROTATION_CHECK_INTERVAL_S, lambda: rotate_if_due(settings))
 
 
-JOB_FACTORIES: list[JobFactory] = [cert_renewal_job, key_rotation_job]
+def ledger_maintenance_job(settings: Settings, index: int) -> Job | None:
+    """Expire due holds every ``ledger.hold_expiry_poll_s`` and purge expired
+    Idempotency-Keys (worker 0 only; expiring twice would be refused anyway)."""
+    if index != 0:
+        return None
+    import time  # noqa: PLC0415
+
+    from strongroom.adapters.db.engine import make_engine  # noqa: PLC0415 - SQLAlchemy import
+    from strongroom.adapters.db.ledger_store import SqlLedgerStore  # noqa: PLC0415
+    from strongroom.ledger.maintenance import expire_due_holds  # noqa: PLC0415
+
+    store = SqlLedgerStore(
+        make_engine(settings), hot_account_shards=settings.ledger.hot_account_shards
+    )
+    purge_every_s = 60.0
+    last_purge = 0.0
+
+    def step() -> None:
+        nonlocal last_purge
+        now_us = time.time_ns() // 1000
+        expired = expire_due_holds(store, now_us)
+        if expired:
+            log.info("holds expired", count=expired)
+        if time.monotonic() - last_purge >= purge_every_s:
+            last_purge = time.monotonic()
+            purged = store.purge_keys(now_us)
+            if purged:
+                log.info("idempotency keys purged", count=purged)
+
+    return periodic_job("ledger-maintenance", settings.ledger.hold_expiry_poll_s, step)
+
+
+JOB_FACTORIES: list[JobFactory] = [cert_renewal_job, key_rotation_job, ledger_maintenance_job]
 
 
 def jobs_for(

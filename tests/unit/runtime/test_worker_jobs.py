@@ -116,7 +116,11 @@ def test_cert_renewal_job_calls_renew_leaf_if_needed_every_interval(
 
 
 def test_default_jobs_include_cert_renewal_on_worker_zero():
-    assert [job.name for job in jobs_for(fast_settings(), 0)] == ["cert-renewal", "key-rotation"]
+    assert [job.name for job in jobs_for(fast_settings(), 0)] == [
+        "cert-renewal",
+        "key-rotation",
+        "ledger-maintenance",
+    ]
 
 
 def test_new_jobs_register_through_a_factory():
