@@ -186,7 +186,7 @@ def test_every_change_has_its_audit_entry_and_outbox_event_and_audit_is_append_o
     engine: Engine,
 ) -> None:
     store = SqlLedgerStore(engine)
-    wallet, _ = funded_wallet(store, 100)
+    funded_wallet(store, 100)
     with engine.connect() as connection:
         audit = connection.execute(
             sa.text(
