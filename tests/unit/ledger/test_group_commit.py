@@ -1,0 +1,92 @@
+"""GroupCommitter: concurrent units share transactions, each gets its own outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from strongroom.ledger.commands import VoidTransfer
+from strongroom.ledger.errors import LedgerError
+from strongroom.ledger.group_commit import GroupCommitter
+from strongroom.ledger.ports import SYSTEM_ACTOR, Outcome, Unit
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Store:
+    """Records each execute call; answers each unit with its tenant id as an error detail."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[list[str]] = []
+        self.fail = fail
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def execute(self, units: Sequence[Unit], now_us: int) -> list[list[Outcome]]:
+        self.gate.wait(5)
+        self.calls.append([u.tenant_id for u in units])
+        if self.fail:
+            raise ConnectionError("database down")
+        return [[Outcome(error=LedgerError("validation-error", u.tenant_id))] for u in units]
+
+
+def unit(name: str) -> Unit:
+    return Unit(name, (VoidTransfer("x"),), SYSTEM_ACTOR)
+
+
+async def test_units_arriving_during_a_commit_share_the_next_transaction() -> None:
+    store = Store()
+    committer = GroupCommitter(store, concurrency=1)  # type: ignore[arg-type]
+    store.gate.clear()  # the first commit blocks until the others have queued
+    first = asyncio.create_task(committer.submit(unit("u0")))
+    await asyncio.sleep(0.05)
+    rest = [asyncio.create_task(committer.submit(unit(f"u{i}"))) for i in range(1, 40)]
+    await asyncio.sleep(0.05)
+    store.gate.set()
+    results = await asyncio.wait_for(asyncio.gather(first, *rest), 5)
+    assert [r[0].error.detail for r in results if r[0].error] == [f"u{i}" for i in range(40)]
+    assert store.calls[0] == ["u0"]
+    assert len(store.calls) == 2 and len(store.calls[1]) == 39
+
+
+async def test_groups_are_bounded_by_max_units() -> None:
+    store = Store()
+    committer = GroupCommitter(store, concurrency=1, max_units=10)  # type: ignore[arg-type]
+    store.gate.clear()
+    tasks = [asyncio.create_task(committer.submit(unit(f"u{i}"))) for i in range(35)]
+    await asyncio.sleep(0.05)
+    store.gate.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
+    assert max(len(c) for c in store.calls) <= 10
+    assert sorted(t for c in store.calls for t in c) == sorted(f"u{i}" for i in range(35))
+
+
+async def test_an_infrastructure_failure_reaches_every_unit_of_the_group() -> None:
+    store = Store(fail=True)
+    committer = GroupCommitter(store)  # type: ignore[arg-type]
+    results = await asyncio.gather(
+        *(committer.submit(unit(f"u{i}")) for i in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, ConnectionError) for r in results)
+    store.fail = False
+    assert (await committer.submit(unit("after")))[0].error is not None  # still serving
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_commit() -> None:
+    store = Store()
+    committer = GroupCommitter(store)  # type: ignore[arg-type]
+    store.gate.clear()
+    impatient = asyncio.create_task(committer.submit(unit("gone")))
+    await asyncio.sleep(0.05)
+    impatient.cancel()
+    store.gate.set()
+    await asyncio.sleep(0.1)
+    assert store.calls == [["gone"]]
