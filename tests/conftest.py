@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL database per test module, on the machine's real server.
+"""Shared fixtures: a throwaway PostgreSQL database per test module, on the machine's real server.
 
 Where the server is unreachable the PostgreSQL half of a test skips with the reason;
 under CI=true it fails instead, so a missing server can never pass CI silently.

@@ -48,6 +48,28 @@ class Platform:
     data_dir: Path
     port: int
     proc: subprocess.Popen[bytes]
+    # What `running_platform` added to the environment (e.g. a PostgreSQL URL): the CLI
+    # needs it too to reach the same database.
+    env: dict[str, str] = field(default_factory=dict)
+
+    def cli(self, *args: str) -> Any:
+        """Run `strongroom <args> --data-dir … --json` against this platform; its JSON."""
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "strongroom.cli.main",
+                *args,
+                "--data-dir",
+                str(self.data_dir),
+                "--json",
+            ],
+            capture_output=True,
+            check=True,
+            timeout=60,
+            env={**os.environ, **self.env},
+        )
+        return json.loads(out.stdout)
 
     def status(self) -> dict[str, Any]:
         out = subprocess.run(
@@ -130,7 +152,7 @@ def running_platform(
         stdout=up_log(tmp).open("wb"),
         stderr=subprocess.STDOUT,
     )
-    platform = Platform(tmp, port, proc)
+    platform = Platform(tmp, port, proc, dict(extra_env or {}))
     try:
         deadline = time.monotonic() + 90
         while True:
