@@ -54,7 +54,7 @@ def make_engine(settings: Settings, *, url: str | None = None) -> Engine:
         _install_sqlite_events(engine, settings)
         return engine
     if backend == "postgresql":
-        return sa.create_engine(
+        engine = sa.create_engine(
             resolved,
             pool_size=db.pool_size,
             pool_pre_ping=True,
@@ -64,6 +64,7 @@ def make_engine(settings: Settings, *, url: str | None = None) -> Engine:
                 "application_name": settings.observe.service_name,
             },
         )
+        return engine
     raise ValueError(f"unsupported database backend {backend!r}: use sqlite or postgresql")
 
 
