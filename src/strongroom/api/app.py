@@ -22,6 +22,8 @@ from strongroom.adapters.db.migrate import Readiness, check_ready
 from strongroom.api import (
     clients_routes,
     health,
+    ledger_accounts_routes,
+    ledger_transfers_routes,
     oauth_authorize,
     oauth_server,
     service_info,
@@ -30,6 +32,7 @@ from strongroom.api import (
 from strongroom.api.auth_runtime import AuthRuntime
 from strongroom.api.client_cache import ClientCache
 from strongroom.api.error_handlers import install_error_handlers
+from strongroom.api.ledger_runtime import LedgerRuntime
 from strongroom.api.lifecycle import PodIdentity, PodState, ReadinessCheck
 from strongroom.api.middleware import PodMiddleware
 from strongroom.config import Settings
@@ -47,6 +50,9 @@ def build_v1_router() -> APIRouter:
     v1 = APIRouter(prefix="/v1")
     v1.include_router(clients_routes.router)
     v1.include_router(tenants_routes.router)
+    v1.include_router(ledger_accounts_routes.router)
+    v1.include_router(ledger_transfers_routes.router)
+    v1.include_router(ledger_transfers_routes.journal_router)
     return v1
 
 
@@ -146,6 +152,7 @@ def create_app(
     app.state.engine = db_engine
     app.state.auth = auth
     app.state.client_cache = ClientCache(auth.clients.get)
+    app.state.ledger = LedgerRuntime(settings, db_engine)
 
     install_error_handlers(app)
     app.add_middleware(

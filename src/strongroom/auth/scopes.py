@@ -15,6 +15,7 @@ SCOPES: frozenset[str] = frozenset(
     {
         "accounts:read",
         "accounts:write",
+        "transfers:read",
         "transfers:write",
         "payments:write",
         "payments:refund",

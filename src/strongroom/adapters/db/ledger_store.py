@@ -475,18 +475,17 @@ class SqlLedgerStore:
                     ],
                 )
             else:  # one statement for the whole group, whatever its size
-                connection.execute(
-                    _PG_ADD_TO_BALANCES,
-                    {
-                        "t": [key[0] for key, _ in deltas],
-                        "a": [key[1] for key, _ in deltas],
-                        "s": [shard_for[key] for key, _ in deltas],
-                        **{c: [getattr(d, c) for _, d in deltas] for c in COUNTERS},
-                    },
-                )
+                arrays: dict[str, list[Any]] = {
+                    "t": [key[0] for key, _ in deltas],
+                    "a": [key[1] for key, _ in deltas],
+                    "s": [shard_for[key] for key, _ in deltas],
+                }
+                for c in COUNTERS:
+                    arrays[c] = [getattr(d, c) for _, d in deltas]
+                connection.execute(_PG_ADD_TO_BALANCES, arrays)
         if effects.new_transfers:
-            connection.execute(
-                ledger_transfers.insert(), [_transfer_row(t) for t in effects.new_transfers]
+            self._insert(
+                connection, ledger_transfers, [_transfer_row(t) for t in effects.new_transfers]
             )
         if effects.changed_transfers:
             t = ledger_transfers.c
