@@ -39,6 +39,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Ite
         "STRONGROOM_DATABASE__URL": postgres_url,
         # A killed pod's Idempotency-Keys are taken over after 2 s instead of 30 s.
         "STRONGROOM_LEDGER__IDEMPOTENCY_LEASE_S": "2",
+        # Bearer tokens for this load (DPoP-bound money movement is covered by
+        # tests/e2e/test_ledger_api.py); the default requires DPoP for transfers:write.
+        "STRONGROOM_AUTH__DPOP_REQUIRED_SCOPES": "[]",
     }
     with running_platform(tmp_path_factory.mktemp("ledger-pg"), pods=2, extra_env=env) as p:
         yield p
@@ -132,10 +135,17 @@ def test_concurrent_transfers_survive_a_pod_kill_with_every_invariant(platform: 
         system = c.get("/v1/accounts", params={"kind": "system"}, headers=headers).json()
         clearing = next(a["id"] for a in system["accounts"] if a["code"] == "clearing")
         funding = [
-            {"debit_account_id": clearing, "credit_account_id": w, "amount": FUNDING, "currency": "EUR"}
+            {
+                "debit_account_id": clearing,
+                "credit_account_id": w,
+                "amount": FUNDING,
+                "currency": "EUR",
+            }
             for w in wallets
         ]
-        r = c.post("/v1/transfers/batch", json={"atomic": True, "transfers": funding}, headers=headers)
+        r = c.post(
+            "/v1/transfers/batch", json={"atomic": True, "transfers": funding}, headers=headers
+        )
         assert r.status_code == 200, r.text
 
     ledger = Ledger()

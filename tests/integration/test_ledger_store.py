@@ -66,7 +66,9 @@ def funded_wallet(store: SqlLedgerStore, amount: int, now: int = T0) -> tuple[Ac
 
 
 def system(store: SqlLedgerStore, code: str) -> Account:
-    found = [a for a in store.accounts(TENANT, after=None, limit=50, kind="system") if a.code == code]
+    found = [
+        a for a in store.accounts(TENANT, after=None, limit=50, kind="system") if a.code == code
+    ]
     assert len(found) == 1
     return found[0]
 
@@ -96,7 +98,9 @@ def test_a_hold_past_expiry_cannot_be_posted_even_before_the_sweep(engine: Engin
     store = SqlLedgerStore(engine)
     wallet, clearing = funded_wallet(store, 100)
     hold_id = new_id()
-    hold = CreateTransfer(hold_id, wallet.id, clearing.id, 50, "EUR", pending=True, expires_at_us=T0 + 1)
+    hold = CreateTransfer(
+        hold_id, wallet.id, clearing.id, 50, "EUR", pending=True, expires_at_us=T0 + 1
+    )
     assert one(store, hold).ok
     late = one(store, PostTransfer(hold_id), T0 + 2)
     assert late.error is not None and late.error.code == "hold-expired"
@@ -111,8 +115,12 @@ def test_idempotency_key_claims_follow_stripe(engine: Engine) -> None:
     lease, ttl = 30 * SECOND, 86_400 * SECOND
     first = store.claim_key(TENANT, "k1", "h1", T0, lease_us=lease, ttl_us=ttl)
     assert first.state == "claimed" and first.token
-    assert store.claim_key(TENANT, "k1", "h1", T0 + 1, lease_us=lease, ttl_us=ttl).state == "in_flight"
-    assert store.claim_key(TENANT, "k1", "h2", T0 + 1, lease_us=lease, ttl_us=ttl).state == "mismatch"
+    assert (
+        store.claim_key(TENANT, "k1", "h1", T0 + 1, lease_us=lease, ttl_us=ttl).state == "in_flight"
+    )
+    assert (
+        store.claim_key(TENANT, "k1", "h2", T0 + 1, lease_us=lease, ttl_us=ttl).state == "mismatch"
+    )
     wallet = CreateAccount(new_id(), "wallet", "EUR")
     claim = Claim("k1", first.token, respond)
     assert store.execute([unit(wallet, claim=claim)], T0 + 2)[0][0].ok
@@ -128,7 +136,10 @@ def test_idempotency_key_claims_follow_stripe(engine: Engine) -> None:
     assert other.state == "claimed"
     # Expired keys are purged and can be used afresh.
     assert store.purge_keys(T0 + ttl + 10) >= 2
-    assert store.claim_key(TENANT, "k1", "h9", T0 + ttl + 11, lease_us=lease, ttl_us=ttl).state == "claimed"
+    assert (
+        store.claim_key(TENANT, "k1", "h9", T0 + ttl + 11, lease_us=lease, ttl_us=ttl).state
+        == "claimed"
+    )
 
 
 def test_a_dead_holders_key_is_taken_over_and_its_late_commit_refused(engine: Engine) -> None:

@@ -231,6 +231,7 @@ class _Apply:
             same = (
                 existing.kind == command.kind
                 and existing.currency == command.currency
+                and existing.overdraft_limit == command.overdraft_limit
                 and existing.metadata == command.metadata
             )
             if not same:

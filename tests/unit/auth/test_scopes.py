@@ -24,6 +24,7 @@ def test_vocabulary_is_exactly_the_contract() -> None:
     assert {
         "accounts:read",
         "accounts:write",
+        "transfers:read",
         "transfers:write",
         "payments:write",
         "payments:refund",
