@@ -81,14 +81,14 @@ class AccountChange(BaseModel):
 
 
 def instant(value: str | None, name: str) -> int | None:
-    """A query parameter's RFC 3339 instant in microseconds, or a ``validation-error``."""
+    """A query parameter's RFC 3339 instant in microseconds, or a ``validation-failed``."""
     if value is None:
         return None
     try:
         return parse_rfc3339(value)
     except ValueError as exc:
         raise ProblemError(
-            "validation-error",
+            "validation-failed",
             f"{name} {exc}.",
             errors=[{"loc": ["query", name], "msg": str(exc), "type": "value_error"}],
         ) from None

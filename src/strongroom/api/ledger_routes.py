@@ -2,8 +2,8 @@
 
 Bodies are parsed strictly: unknown members, floats, booleans or strings where an
 integer amount belongs, and NaN or Infinity anywhere are refused before anything runs,
-as ``validation-error`` problems (422) of the same shape as the framework's own
-(``errors``: location, message and kind of each failure, never the input). Range checks
+as ``validation-failed`` problems (422), the type the engine's own checks use too, so a
+client handles one type for bad input. Range checks
 that need no state (positive amounts, at most 2^63-1, known currency, metadata size)
 are ``ledger.commands.validate``'s, so the API and the engine refuse alike.
 
@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator, Field, StrictInt
 
@@ -82,19 +81,6 @@ def new_id() -> str:
 # --- route class --------------------------------------------------------------------------
 
 
-def _sanitised_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    # As api.error_handlers: location, message and kind; never "input"/"ctx", which echo
-    # request data back into responses and logs.
-    return [
-        {
-            "loc": list(error.get("loc", ())),
-            "msg": error.get("msg", ""),
-            "type": error.get("type", ""),
-        }
-        for error in exc.errors()
-    ]
-
-
 _IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -108,9 +94,7 @@ _IDEMPOTENCY_KEY_PARAMETER: dict[str, Any] = {
 
 
 class LedgerRoute(APIRoute):
-    """Request validation failures become the ledger's ``validation-error`` problem, the
-    type the engine's own checks use, so a client handles one type for bad input.
-    Writes document the ``Idempotency-Key`` header, which :func:`write` reads itself."""
+    """Writes document the ``Idempotency-Key`` header, which :func:`write` reads itself."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         if set(kwargs.get("methods") or ()) & {"POST", "PATCH"}:
@@ -118,22 +102,6 @@ class LedgerRoute(APIRoute):
             extra["parameters"] = [*extra.get("parameters", []), _IDEMPOTENCY_KEY_PARAMETER]
             kwargs["openapi_extra"] = extra
         super().__init__(path, endpoint, **kwargs)
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                errors = _sanitised_errors(exc)
-                raise ProblemError(
-                    "validation-error",
-                    f"{len(errors)} field(s) failed validation.",
-                    errors=errors,
-                ) from None
-
-        return route
 
 
 # --- errors and validation ----------------------------------------------------------------

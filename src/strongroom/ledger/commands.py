@@ -107,7 +107,7 @@ Command = (
 
 def check_id(value: str, what: str) -> None:
     if not isinstance(value, str) or _UUID.fullmatch(value) is None:
-        raise LedgerError("validation-error", f"{what} must be a lowercase UUID")
+        raise LedgerError("validation-failed", f"{what} must be a lowercase UUID")
 
 
 def check_amount(value: object, what: str = "amount") -> int:
@@ -127,11 +127,11 @@ def check_currency(code: object) -> str:
 
 def check_metadata(metadata: object) -> None:
     if not isinstance(metadata, dict):
-        raise LedgerError("validation-error", "metadata must be a JSON object")
+        raise LedgerError("validation-failed", "metadata must be a JSON object")
     size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
     if size > METADATA_BYTES_MAX:
         raise LedgerError(
-            "validation-error", f"metadata is {size} bytes; at most {METADATA_BYTES_MAX}"
+            "validation-failed", f"metadata is {size} bytes; at most {METADATA_BYTES_MAX}"
         )
 
 
@@ -141,13 +141,13 @@ def validate(command: Command) -> None:
         case CreateAccount():
             check_id(command.id, "id")
             if command.kind not in USER_ACCOUNT_KINDS:
-                raise LedgerError("validation-error", f"kind must be one of {USER_ACCOUNT_KINDS}")
+                raise LedgerError("validation-failed", f"kind must be one of {USER_ACCOUNT_KINDS}")
             check_currency(command.currency)
             if type(command.overdraft_limit) is not int or not (
                 0 <= command.overdraft_limit <= AMOUNT_MAX
             ):
                 raise LedgerError(
-                    "validation-error", "overdraft_limit must be a non-negative integer"
+                    "validation-failed", "overdraft_limit must be a non-negative integer"
                 )
             check_metadata(command.metadata)
         case ChangeAccount():
@@ -156,7 +156,7 @@ def validate(command: Command) -> None:
                 or not 0 <= command.overdraft_limit <= AMOUNT_MAX
             ):
                 raise LedgerError(
-                    "validation-error", "overdraft_limit must be a non-negative integer"
+                    "validation-failed", "overdraft_limit must be a non-negative integer"
                 )
         case CreateTransfer():
             check_id(command.id, "id")
@@ -179,14 +179,14 @@ def validate(command: Command) -> None:
             check_id(command.id, "id")
             if not 2 <= len(command.legs) <= JOURNAL_LEGS_MAX:
                 raise LedgerError(
-                    "validation-error", f"a journal entry has 2 to {JOURNAL_LEGS_MAX} legs"
+                    "validation-failed", f"a journal entry has 2 to {JOURNAL_LEGS_MAX} legs"
                 )
             totals: dict[str, int] = {}
             for leg in command.legs:
                 check_amount(leg.amount, "leg amount")
                 check_currency(leg.currency)
                 if leg.side not in ("debit", "credit"):
-                    raise LedgerError("validation-error", "leg side must be debit or credit")
+                    raise LedgerError("validation-failed", "leg side must be debit or credit")
                 sign = 1 if leg.side == "debit" else -1
                 totals[leg.currency] = totals.get(leg.currency, 0) + sign * leg.amount
             unbalanced = sorted(c for c, t in totals.items() if t != 0)

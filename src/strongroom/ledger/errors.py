@@ -5,7 +5,7 @@ from __future__ import annotations
 
 # code -> (HTTP status the API answers with, fixed title)
 LEDGER_ERRORS: dict[str, tuple[int, str]] = {
-    "validation-error": (422, "The request is not valid"),
+    "validation-failed": (422, "Request validation failed"),
     "unknown-currency": (422, "Not an ISO 4217 currency"),
     "currency-mismatch": (422, "Currencies do not match"),
     "invalid-amount": (422, "Amount must be a positive integer in minor units"),

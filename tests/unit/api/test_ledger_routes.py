@@ -272,7 +272,7 @@ async def test_account_listing_pages_by_id_and_filters(alpha: Api) -> None:
             break
     assert seen == sorted(seen) and set(seen) < made and len(seen) == 3
     too_many = await alpha.call("GET", "/v1/accounts", params={"limit": "501"})
-    assert too_many.status_code == 422 and problem_type(too_many) == "validation-error"
+    assert too_many.status_code == 422 and problem_type(too_many) == "validation-failed"
 
 
 async def test_frozen_account_moves_no_money_until_unfrozen(
@@ -418,7 +418,7 @@ async def test_expiry_must_be_in_the_future_and_only_on_holds(
     assert [problem_type(r) for r in (past, not_hold, zoneless)] == [
         "invalid-expiry",
         "invalid-expiry",
-        "validation-error",
+        "validation-failed",
     ]
     assert await alpha.state(wallet, merchant) == before
     later = await alpha.transfer(
@@ -469,11 +469,11 @@ async def test_unknown_transfer_is_404(alpha: Api) -> None:
         (-5, "invalid-amount"),
         (AMOUNT_MAX + 1, "invalid-amount"),
         (10**30, "invalid-amount"),
-        (1.5, "validation-error"),
-        (10.0, "validation-error"),
-        ("10", "validation-error"),
-        (True, "validation-error"),
-        (None, "validation-error"),
+        (1.5, "validation-failed"),
+        (10.0, "validation-failed"),
+        ("10", "validation-failed"),
+        (True, "validation-failed"),
+        (None, "validation-failed"),
     ],
 )
 async def test_bad_amount_is_refused_and_changes_nothing(
@@ -561,13 +561,13 @@ async def test_malformed_json_is_a_problem_and_changes_nothing(
         "POST", "/v1/transfers", content=content, headers={"content-type": "application/json"}
     )
     assert r.status_code in (400, 422)
-    assert problem_type(r) in ("validation-error", "bad-request")
+    assert problem_type(r) in ("validation-failed", "bad-request")
     assert await alpha.state(funded["wallet"], funded["merchant"]) == before
 
 
 @pytest.mark.parametrize(
     ("amount", "expected"),
-    [(0, "invalid-amount"), (2**64, "invalid-amount"), (1.0, "validation-error")],
+    [(0, "invalid-amount"), (2**64, "invalid-amount"), (1.0, "validation-failed")],
 )
 async def test_bad_post_and_reversal_amounts_change_nothing(
     alpha: Api, funded: dict[str, str], amount: Any, expected: str
@@ -585,12 +585,12 @@ async def test_bad_post_and_reversal_amounts_change_nothing(
 @pytest.mark.parametrize(
     ("extra", "expected"),
     [
-        ({"metadata": {"note": "x" * 4100}}, "validation-error"),
-        ({"metadata": "not an object"}, "validation-error"),
-        ({"metadata": {"n": float("nan")}}, "validation-error"),
-        ({"fee": 10}, "validation-error"),
-        ({"pending": "yes"}, "validation-error"),
-        ({"id": "NOT-A-UUID"}, "validation-error"),
+        ({"metadata": {"note": "x" * 4100}}, "validation-failed"),
+        ({"metadata": "not an object"}, "validation-failed"),
+        ({"metadata": {"n": float("nan")}}, "validation-failed"),
+        ({"fee": 10}, "validation-failed"),
+        ({"pending": "yes"}, "validation-failed"),
+        ({"id": "NOT-A-UUID"}, "validation-failed"),
     ],
 )
 async def test_bad_members_are_refused_and_change_nothing(
@@ -620,13 +620,13 @@ async def test_same_account_on_both_sides_is_refused(alpha: Api, funded: dict[st
 
 async def test_account_kind_system_cannot_be_created(alpha: Api) -> None:
     r = await alpha.call("POST", "/v1/accounts", json={"kind": "system", "currency": "EUR"})
-    assert r.status_code == 422 and problem_type(r) == "validation-error"
+    assert r.status_code == 422 and problem_type(r) == "validation-failed"
     r = await alpha.call("POST", "/v1/accounts", json={"kind": "wallet", "currency": "EURO"})
     assert r.status_code == 422 and problem_type(r) == "unknown-currency"
     r = await alpha.call(
         "POST", "/v1/accounts", json={"kind": "wallet", "currency": "EUR", "overdraft_limit": -1}
     )
-    assert r.status_code == 422 and problem_type(r) == "validation-error"
+    assert r.status_code == 422 and problem_type(r) == "validation-failed"
 
 
 # --- entries and point-in-time balances ---------------------------------------------------
@@ -656,7 +656,7 @@ async def test_entries_page_by_seq_and_filter(alpha: Api, funded: dict[str, str]
     window = await alpha.entries(wallet, **{"from": paid["created_at"], "to": hold["created_at"]})
     assert [e["transfer_id"] for e in window["entries"]] == [paid["id"]]
     bad = await alpha.call("GET", f"/v1/accounts/{wallet}/entries", params={"from": "yesterday"})
-    assert bad.status_code == 422 and problem_type(bad) == "validation-error"
+    assert bad.status_code == 422 and problem_type(bad) == "validation-failed"
 
 
 async def test_as_of_gives_the_balance_at_a_past_instant(alpha: Api) -> None:
@@ -672,7 +672,7 @@ async def test_as_of_gives_the_balance_at_a_past_instant(alpha: Api) -> None:
     )
     assert before.status_code == 404
     bad = await alpha.call("GET", f"/v1/accounts/{wallet}", params={"as_of": "2025-01-01"})
-    assert bad.status_code == 422 and problem_type(bad) == "validation-error"
+    assert bad.status_code == 422 and problem_type(bad) == "validation-failed"
 
 
 # --- batches and journal entries ----------------------------------------------------------
@@ -772,7 +772,7 @@ async def test_batch_size_is_bounded(alpha: Api, funded: dict[str, str]) -> None
         "transfers": [item(funded["wallet"], funded["merchant"], 1)] * (BATCH_MAX + 1),
     }
     r = await alpha.call("POST", "/v1/transfers/batch", json=body)
-    assert r.status_code == 422 and problem_type(r) == "validation-error"
+    assert r.status_code == 422 and problem_type(r) == "validation-failed"
     empty = await alpha.call("POST", "/v1/transfers/batch", json={"atomic": True, "transfers": []})
     assert empty.status_code == 422
 

@@ -35,7 +35,7 @@ class Store:
         self.calls.append([u.tenant_id for u in units])
         if self.fail:
             raise ConnectionError("database down")
-        return [[Outcome(error=LedgerError("validation-error", u.tenant_id))] for u in units]
+        return [[Outcome(error=LedgerError("validation-failed", u.tenant_id))] for u in units]
 
 
 def unit(name: str) -> Unit:
