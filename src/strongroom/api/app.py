@@ -48,11 +48,12 @@ def build_v1_router() -> APIRouter:
     fails for any route without an authorization decision.
     """
     v1 = APIRouter(prefix="/v1")
+    # FastAPI tries routes in order, at a cost per candidate: money movement first.
+    v1.include_router(ledger_transfers_routes.router)
+    v1.include_router(ledger_accounts_routes.router)
+    v1.include_router(ledger_transfers_routes.journal_router)
     v1.include_router(clients_routes.router)
     v1.include_router(tenants_routes.router)
-    v1.include_router(ledger_accounts_routes.router)
-    v1.include_router(ledger_transfers_routes.router)
-    v1.include_router(ledger_transfers_routes.journal_router)
     return v1
 
 
@@ -165,8 +166,8 @@ def create_app(
         tracer=tracer,
     )
     app.include_router(health.router)
-    app.include_router(service_info.router)
-    app.include_router(oauth_server.router)
-    app.include_router(oauth_authorize.router)
     app.include_router(build_v1_router())
+    app.include_router(oauth_server.router)
+    app.include_router(service_info.router)
+    app.include_router(oauth_authorize.router)
     return app

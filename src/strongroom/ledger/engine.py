@@ -40,6 +40,7 @@ from strongroom.ledger.model import (
     JournalEntry,
     LedgerEvent,
     Leg,
+    NormalSide,
     Side,
     Transfer,
 )
@@ -84,9 +85,12 @@ def needs_exact_balance(account: Account, side: Side) -> bool:
     and an unbounded account has nothing to check: those never need the exact balance, so
     a hot account that only receives money need not be locked whole.
     """
-    if not account.bounded:
-        return False
-    return (account.normal == "credit") == (side == "debit")
+    return side_shrinks_headroom(account.bounded, account.normal, side)
+
+
+def side_shrinks_headroom(bounded: bool, normal: NormalSide, side: Side) -> bool:
+    """``needs_exact_balance`` for a store that has the columns but no ``Account`` yet."""
+    return bounded and (normal == "credit") == (side == "debit")
 
 
 class _Scope:

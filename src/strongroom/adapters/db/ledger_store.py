@@ -57,7 +57,7 @@ from strongroom.ledger.commands import (
     ReverseTransfer,
     VoidTransfer,
 )
-from strongroom.ledger.engine import Effects, Key, Snapshot, needs_exact_balance
+from strongroom.ledger.engine import Effects, Key, Snapshot, side_shrinks_headroom
 from strongroom.ledger.errors import LedgerError
 from strongroom.ledger.model import (
     COUNTERS,
@@ -289,7 +289,7 @@ class SqlLedgerStore:
 
         def touch(key: Key, side: Side) -> None:
             row = rows.get(key)
-            if row is not None and needs_exact_balance(_account(row, Balances()), side):
+            if row is not None and side_shrinks_headroom(bool(row.bounded), row.normal, side):
                 exact.add(key)
 
         for unit in units:
