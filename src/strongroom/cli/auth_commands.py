@@ -32,6 +32,9 @@ console = Console()
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 # The token command talks to a local platform; a hung edge must not hang the shell.
 TOKEN_REQUEST_TIMEOUT_S = 15.0
+# RFC 9449 §8: the first DPoP request may be answered use_dpop_nonce; one retry with the
+# server's nonce must then succeed (a nonce lives at least auth.dpop_nonce_step_s).
+TOKEN_DPOP_ATTEMPTS = 2
 
 
 @dataclass
@@ -339,12 +342,28 @@ def token(
     url: Annotated[
         str | None, typer.Option(help="Token endpoint (default: this platform's, via the edge).")
     ] = None,
+    dpop_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--dpop-key",
+            help="Bind the token to this DPoP key (RFC 9449; from `dpop keygen`): needed for "
+            "money-moving scopes such as transfers:write.",
+            dir_okay=False,
+        ),
+    ] = None,
     config: ConfigOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Get an access token with client_credentials and print it (for curl)."""
+    """Get an access token with client_credentials and print it (for curl).
+
+    With --dpop-key every request carries a fresh DPoP proof, and a ``use_dpop_nonce``
+    answer (RFC 9449 §8) is retried once with the server's ``DPoP-Nonce``.
+    """
+    from strongroom.auth.dpop_client import make_proof  # noqa: PLC0415
+    from strongroom.cli.dpop_commands import read_key_file  # noqa: PLC0415
     from strongroom.edge.tls import client_context  # noqa: PLC0415
 
+    key = None if dpop_key is None else read_key_file(dpop_key)
     settings = _settings(config, data_dir=data_dir)
     endpoint = url or f"{settings.issuer}/oauth2/token"
     ca = settings.tls_dir / "ca.pem"
@@ -357,25 +376,61 @@ def token(
     # RFC 6749 §2.3.1: form-urlencode id and secret before base64.
     pair = f"{urllib.parse.quote(client_id, safe='')}:{urllib.parse.quote(client_secret, safe='')}"
     basic = base64.b64encode(pair.encode()).decode()
-    request = urllib.request.Request(  # noqa: S310 - https URL from settings or the operator
-        endpoint,
-        data=urllib.parse.urlencode(form).encode(),
-        headers={
+    nonce: str | None = None
+    for attempt in range(TOKEN_DPOP_ATTEMPTS):
+        headers = {
             "Authorization": f"Basic {basic}",
             "Content-Type": "application/x-www-form-urlencoded",
-        },
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(  # noqa: S310
-            request, context=context, timeout=TOKEN_REQUEST_TIMEOUT_S
-        ) as response:
-            body = json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        raise _fail(f"{exc.code}: {exc.read().decode(errors='replace')}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise _fail(f"cannot reach {endpoint}: {exc}") from None
+        }
+        if key is not None:
+            try:
+                headers["DPoP"] = make_proof(key, "POST", endpoint, nonce=nonce)
+            except ValueError as exc:
+                raise _fail(f"cannot make a DPoP proof for {endpoint}: {exc}") from None
+        request = urllib.request.Request(  # noqa: S310 - https URL from settings or the operator
+            endpoint,
+            data=urllib.parse.urlencode(form).encode(),
+            headers=headers,
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(  # noqa: S310
+                request, context=context, timeout=TOKEN_REQUEST_TIMEOUT_S
+            ) as response:
+                body = json.loads(response.read())
+            break
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            challenge = exc.headers.get("DPoP-Nonce")
+            if (
+                key is not None
+                and challenge
+                and attempt + 1 < TOKEN_DPOP_ATTEMPTS
+                and _oauth_error(detail) == "use_dpop_nonce"
+            ):
+                nonce = challenge
+                continue
+            hint = ""
+            if key is None and _oauth_error(detail) == "invalid_dpop_proof":
+                hint = " (make a key with `strongroom dpop keygen`, pass it as --dpop-key)"
+            raise _fail(f"{exc.code}: {detail}{hint}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise _fail(f"cannot reach {endpoint}: {exc}") from None
+    if key is not None and body.get("token_type") != "DPoP":
+        # RFC 9449 §5: a server that ignored the proof issued a bearer token; say so rather
+        # than hand out a token the caller believes is bound.
+        raise _fail(f"the server did not bind the token (token_type {body.get('token_type')!r})")
     typer.echo(body["access_token"])
+
+
+def _oauth_error(body: str) -> str | None:
+    """The ``error`` code of an RFC 6749 §5.2 error body, or ``None``."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    return error if isinstance(error, str) else None
 
 
 def register_auth_commands(app: typer.Typer) -> None:
