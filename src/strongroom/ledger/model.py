@@ -60,6 +60,12 @@ class Balances:
             self.credits_pending + other.credits_pending,
         )
 
+    def most(self) -> int:
+        """The largest counter: how close the account is to the integer limit."""
+        return max(
+            self.debits_posted, self.credits_posted, self.debits_pending, self.credits_pending
+        )
+
     def balance(self, normal: NormalSide) -> int:
         """Posted balance on the account's normal side."""
         if normal == "credit":

@@ -60,6 +60,7 @@ from strongroom.ledger.commands import (
 from strongroom.ledger.engine import Effects, Key, Snapshot, side_shrinks_headroom
 from strongroom.ledger.errors import LedgerError
 from strongroom.ledger.model import (
+    AMOUNT_MAX,
     COUNTERS,
     Account,
     AccountKind,
@@ -266,25 +267,55 @@ class SqlLedgerStore:
             for row in self._rows_by_key(connection, ledger_accounts, account_keys)
         }
         exact = self._exact_accounts(units, snapshot, accounts)
+        # The other shards of a hot account, read without a lock: its total to within what
+        # concurrent groups add meanwhile, for the overflow check (the balance check never
+        # needs it: an account that can be overdrawn is always locked whole). Near the
+        # integer limit the account is locked whole too, so that check is exact there.
+        unlocked = self._unlocked_shards(
+            connection, [k for k, r in accounts.items() if r.shards > 1 and k not in exact]
+        )
+        for key, shard_rows in unlocked.items():
+            if _total(shard_rows.values()).most() >= AMOUNT_MAX // 4:
+                exact.add(key)
         shard_for: dict[Key, int] = {}
         wanted: list[tuple[str, str, int]] = []
         for key, row in accounts.items():
+            shard = self._rng.randrange(row.shards)
+            shard_for[key] = shard
             if row.shards == 1 or key in exact:
                 wanted.extend((key[0], key[1], s) for s in range(row.shards))
-                shard_for[key] = self._rng.randrange(row.shards)
             else:
-                shard = self._rng.randrange(row.shards)
                 wanted.append((key[0], key[1], shard))
-                shard_for[key] = shard
-        balances = self._lock_balances(connection, wanted)
+        locked = self._lock_balances(connection, wanted)
         for key, row in accounts.items():
-            snapshot.accounts[key] = _account(row, balances.get(key, Balances()))
+            shards = dict(unlocked.get(key, {})) if key not in exact else {}
+            shards.update(locked.get(key, {}))
+            snapshot.accounts[key] = _account(row, _total(shards.values()))
         return snapshot, shard_for
+
+    def _unlocked_shards(
+        self, connection: Connection, keys: list[Key]
+    ) -> dict[Key, dict[int, Balances]]:
+        if not keys:
+            return {}
+        b = ledger_balances.c
+        rows = connection.execute(
+            sa.select(ledger_balances).where(sa.tuple_(b.tenant_id, b.account_id).in_(sorted(keys)))
+        ).all()
+        found: dict[Key, dict[int, Balances]] = {}
+        for row in rows:
+            found.setdefault((row.tenant_id, row.account_id), {})[row.shard] = _balances(row)
+        return found
 
     def _exact_accounts(
         self, units: Sequence[Unit], snapshot: Snapshot, rows: dict[Key, Row[Any]]
     ) -> set[Key]:
-        """Accounts some command may check against their whole balance (all shards locked)."""
+        """Accounts some command may check against their whole balance (all shards locked).
+
+        SQLite has one writer at a time: every account is read whole there, for free.
+        """
+        if self._sqlite:
+            return set(rows)
         exact: set[Key] = set()
 
         def touch(key: Key, side: Side) -> None:
@@ -341,8 +372,9 @@ class SqlLedgerStore:
 
     def _lock_balances(
         self, connection: Connection, wanted: list[tuple[str, str, int]]
-    ) -> dict[Key, Balances]:
-        totals: dict[Key, Balances] = {}
+    ) -> dict[Key, dict[int, Balances]]:
+        """The rows ``wanted`` (tenant, account, shard), locked in one fixed order."""
+        totals: dict[Key, dict[int, Balances]] = {}
         ordered = sorted(set(wanted))
         b = ledger_balances.c
         chunks: list[Iterable[Row[Any]]] = []
@@ -369,15 +401,7 @@ class SqlLedgerStore:
             chunks.append(connection.execute(query).all())
         for result in chunks:
             for row in result:
-                key = (row.tenant_id, row.account_id)
-                totals[key] = totals.get(key, Balances()).merged(
-                    Balances(
-                        row.debits_posted,
-                        row.credits_posted,
-                        row.debits_pending,
-                        row.credits_pending,
-                    )
-                )
+                totals.setdefault((row.tenant_id, row.account_id), {})[row.shard] = _balances(row)
         return totals
 
     def _insert(self, connection: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
@@ -801,6 +825,22 @@ def _ids_to_serialize(command: Command) -> tuple[str, ...]:
         case CreateJournalEntry():
             return (command.id,)
     return ()
+
+
+def _balances(row: Row[Any]) -> Balances:
+    return Balances(
+        int(row.debits_posted),
+        int(row.credits_posted),
+        int(row.debits_pending),
+        int(row.credits_pending),
+    )
+
+
+def _total(shards: Iterable[Balances]) -> Balances:
+    total = Balances()
+    for shard in shards:
+        total = total.merged(shard)
+    return total
 
 
 def _account(row: Row[Any], balances: Balances) -> Account:
