@@ -235,7 +235,7 @@ class _Apply:
             same = (
                 existing.kind == command.kind
                 and existing.currency == command.currency
-                and existing.overdraft_limit == command.overdraft_limit
+                and existing.initial_overdraft_limit == command.overdraft_limit
                 and existing.metadata == command.metadata
             )
             if not same:
@@ -255,6 +255,7 @@ class _Apply:
             status="active",
             metadata=command.metadata,
             created_at_us=self.now,
+            initial_overdraft_limit=command.overdraft_limit,
         )
         self.scope.accounts[(self.tenant, account.id)] = account
         self.event("account.created", [account.id], _account_data(account))

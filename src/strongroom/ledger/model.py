@@ -94,6 +94,9 @@ class Account:
     created_at_us: int
     code: str | None = None  # the system account's role, e.g. "fees"
     balances: Balances = field(default_factory=Balances)
+    # What the creating request asked for: a retry of it must replay even after the limit
+    # was changed since (not part of equality: it is history, not state).
+    initial_overdraft_limit: int = field(default=0, compare=False)
 
     def headroom(self) -> int | None:
         """How much more may be debited (credit-normal) or credited (debit-normal), pending

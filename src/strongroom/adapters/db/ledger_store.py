@@ -434,6 +434,7 @@ class SqlLedgerStore:
                         "normal": a.normal,
                         "bounded": a.bounded,
                         "overdraft_limit": a.overdraft_limit,
+                        "initial_overdraft_limit": a.initial_overdraft_limit,
                         "status": a.status,
                         "metadata": _json(a.metadata),
                         "shards": self._shards if a.kind == "system" else 1,
@@ -857,6 +858,7 @@ def _account(row: Row[Any], balances: Balances) -> Account:
         created_at_us=int(row.created_at_us),
         code=row.code,
         balances=balances,
+        initial_overdraft_limit=int(row.initial_overdraft_limit),
     )
 
 

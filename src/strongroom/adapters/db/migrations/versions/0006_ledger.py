@@ -65,6 +65,7 @@ def upgrade() -> None:
         sa.Column("normal", sa.String(6), nullable=False),
         sa.Column("bounded", sa.Boolean, nullable=False),
         sa.Column("overdraft_limit", sa.BigInteger, nullable=False),
+        sa.Column("initial_overdraft_limit", sa.BigInteger(), nullable=False),
         sa.Column("status", sa.String(8), nullable=False),
         sa.Column("metadata", sa.Text, nullable=False),
         sa.Column("shards", sa.SmallInteger, nullable=False),
