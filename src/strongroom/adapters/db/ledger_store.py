@@ -274,8 +274,15 @@ class SqlLedgerStore:
         unlocked = self._unlocked_shards(
             connection, [k for k, r in accounts.items() if r.shards > 1 and k not in exact]
         )
+        moved = _amounts_moved(units, snapshot)
         for key, shard_rows in unlocked.items():
-            if _total(shard_rows.values()).most() >= AMOUNT_MAX // 4:
+            # One group in flight per shard at most (it holds that shard's row), so the
+            # credits a group cannot see are bounded by shards x its own cap: with these
+            # two bounds the true total stays within the integer range (ADR 0006).
+            cap = AMOUNT_MAX // (2 * accounts[key].shards)
+            if moved.get(key, 0) > cap or (
+                _total(shard_rows.values()).most() + moved.get(key, 0) > AMOUNT_MAX // 2
+            ):
                 exact.add(key)
         shard_for: dict[Key, int] = {}
         wanted: list[tuple[str, str, int]] = []
@@ -287,6 +294,14 @@ class SqlLedgerStore:
             else:
                 wanted.append((key[0], key[1], shard))
         locked = self._lock_balances(connection, wanted)
+        if not self._sqlite:
+            # Status and limit again, now that the balance rows are ours: a freeze or a
+            # limit change locks them too, so one committed before we got them is seen
+            # here, and one after waits for this group (the first read may predate both).
+            accounts = {
+                (row.tenant_id, row.id): row
+                for row in self._rows_by_key(connection, ledger_accounts, accounts)
+            }
         for key, row in accounts.items():
             shards = dict(unlocked.get(key, {})) if key not in exact else {}
             shards.update(locked.get(key, {}))
@@ -809,6 +824,33 @@ class SqlLedgerStore:
                 .limit(limit)
             ).all()
         return [(r.tenant_id, r.id) for r in rows]
+
+
+def _amounts_moved(units: Sequence[Unit], snapshot: Snapshot) -> dict[Key, int]:
+    """An upper bound of what the group may add to each account's counters."""
+    moved: dict[Key, int] = {}
+
+    def add(tenant: str, account_id: str, amount: int) -> None:
+        moved[(tenant, account_id)] = moved.get((tenant, account_id), 0) + amount
+
+    for unit in units:
+        t = unit.tenant_id
+        for command in unit.commands:
+            match command:
+                case CreateTransfer():
+                    add(t, command.debit_account_id, command.amount)
+                    add(t, command.credit_account_id, command.amount)
+                case CreateJournalEntry():
+                    for leg in command.legs:
+                        add(t, leg.account_id, leg.amount)
+                case PostTransfer() | VoidTransfer() | ExpireTransfer() | ReverseTransfer():
+                    original = snapshot.transfers.get((t, command.transfer_id))
+                    if original is not None:
+                        add(t, original.debit_account_id, original.amount)
+                        add(t, original.credit_account_id, original.amount)
+                case _:
+                    pass
+    return moved
 
 
 def _ids_to_serialize(command: Command) -> tuple[str, ...]:
