@@ -9,9 +9,6 @@ tenant's token finding nothing of another tenant's.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import uuid
 from collections.abc import Generator, Iterator
 from typing import Any
@@ -26,24 +23,6 @@ pytestmark = pytest.mark.slow
 
 SCOPES = "accounts:read accounts:write transfers:read transfers:write"
 PROBLEM = "https://strongroom.dev/problems/"
-
-
-def cli(platform: Platform, *args: str) -> Any:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "strongroom.cli.main",
-            *args,
-            "--data-dir",
-            str(platform.data_dir),
-            "--json",
-        ],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    return json.loads(out.stdout)
 
 
 class Dpop(httpx.Auth):
@@ -70,8 +49,8 @@ class Dpop(httpx.Auth):
 
 
 def tenant_auth(platform: Platform, c: httpx.Client, name: str) -> Dpop:
-    tenant = cli(platform, "tenant", "create", name)["tenant_id"]
-    client = cli(platform, "client", "create", "--tenant", tenant, "--scopes", SCOPES)
+    tenant = platform.cli("tenant", "create", name)["tenant_id"]
+    client = platform.cli("client", "create", "--tenant", tenant, "--scopes", SCOPES)
     issuer = f"https://localhost:{platform.port}"
     key = DpopKey()
     nonce: str | None = None

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -27,24 +25,6 @@ from tests.e2e.platform_harness import Platform, pod_urls, pods_still_accepting,
 pytestmark = pytest.mark.slow
 
 
-def cli(platform: Platform, *args: str) -> Any:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "strongroom.cli.main",
-            *args,
-            "--data-dir",
-            str(platform.data_dir),
-            "--json",
-        ],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    return json.loads(out.stdout)
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory):
     with running_platform(tmp_path_factory.mktemp("oauth"), pods=2) as p:
@@ -55,9 +35,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
 def tenants(platform: Platform) -> dict[str, dict[str, Any]]:
     made = {}
     for name in ("alpha", "beta"):
-        tenant = cli(platform, "tenant", "create", name)["tenant_id"]
-        client = cli(
-            platform,
+        tenant = platform.cli("tenant", "create", name)["tenant_id"]
+        client = platform.cli(
             "client",
             "create",
             "--tenant",
@@ -67,8 +46,7 @@ def tenants(platform: Platform) -> dict[str, dict[str, Any]]:
             "--name",
             f"{name}-app",
         )
-        reader = cli(
-            platform,
+        reader = platform.cli(
             "client",
             "create",
             "--tenant",

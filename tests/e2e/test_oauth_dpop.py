@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from typing import Any
 
 import httpx
@@ -24,24 +22,6 @@ from tests.e2e.platform_harness import Platform, pod_urls, running_platform
 pytestmark = pytest.mark.slow
 
 
-def cli(platform: Platform, *args: str) -> Any:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "strongroom.cli.main",
-            *args,
-            "--data-dir",
-            str(platform.data_dir),
-            "--json",
-        ],
-        capture_output=True,
-        check=True,
-        timeout=60,
-    )
-    return json.loads(out.stdout)
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory):
     with running_platform(tmp_path_factory.mktemp("dpop"), pods=2) as p:
@@ -50,11 +30,10 @@ def platform(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def clients(platform: Platform) -> dict[str, dict[str, Any]]:
-    tenant = cli(platform, "tenant", "create", "dpop-tenant")["tenant_id"]
+    tenant = platform.cli("tenant", "create", "dpop-tenant")["tenant_id"]
 
     def create(name: str, scopes: str, *flags: str) -> dict[str, Any]:
-        return cli(
-            platform,
+        return platform.cli(
             "client",
             "create",
             "--tenant",

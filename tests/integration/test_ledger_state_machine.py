@@ -1082,8 +1082,31 @@ class LedgerMachine(RuleBasedStateMachine):
         key = (self.tenants[tenant], account.id)
         if key not in balances:
             assert found is None  # did not exist yet
-        else:
-            assert found is not None and found.balances == balances[key]
+            return
+        assert found is not None and found.balances == balances[key]
+        # The entries up to then, read page by page through a time filter, say the same.
+        upto = Balances()
+        after = 0
+        while page := self.store.entries(
+            key[0], account.id, after_seq=after, limit=7, where=EntryFilter(to_us=at + 1)
+        ):
+            for entry in page:
+                assert entry.created_at_us <= at
+                upto = upto.plus(entry.counter, entry.delta)
+            after = page[-1].seq
+        assert upto == balances[key]
+        # And a transfer's entries on this account are exactly its own.
+        mine = [
+            x
+            for x in self.model.transfers.values()
+            if x.tenant_id == key[0] and account.id in (x.debit_account_id, x.credit_account_id)
+        ]
+        if mine:
+            x = mine[step % len(mine)]
+            entries = self.store.entries(
+                key[0], account.id, after_seq=0, limit=1000, where=EntryFilter(transfer_id=x.id)
+            )
+            assert entries and all(e.transfer_id == x.id for e in entries)
 
     # -- invariants ---------------------------------------------------------------------------
     def count(self, table: sa.Table) -> int:

@@ -276,9 +276,8 @@ class SqlLedgerStore:
         )
         moved = _amounts_moved(units, snapshot)
         for key, shard_rows in unlocked.items():
-            # One group in flight per shard at most (it holds that shard's row), so the
-            # credits a group cannot see are bounded by shards x its own cap: with these
-            # two bounds the true total stays within the integer range (ADR 0006).
+            # Near the integer limit, or moving a large share of it, the account is locked
+            # whole so the overflow check is exact (ADR 0006 names the remaining gap).
             cap = AMOUNT_MAX // (2 * accounts[key].shards)
             if moved.get(key, 0) > cap or (
                 _total(shard_rows.values()).most() + moved.get(key, 0) > AMOUNT_MAX // 2
