@@ -686,14 +686,6 @@ def test_concurrent_credits_cannot_push_a_hot_account_past_amount_max(
     assert passed == [], f"{len(passed)} of 10 fees accounts passed AMOUNT_MAX: {passed[:2]}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "known gap (ADR 0006): more concurrent groups than shards, each crediting ~2^59 to a "
-        "system account already near half the range, can pass 2^63-1; fix: per-shard budgets "
-        "checked on the locked row"
-    ),
-)
 def test_more_concurrent_credits_than_shards_cannot_push_a_hot_account_past_amount_max(
     pods: tuple[Engine, Engine],
 ) -> None:

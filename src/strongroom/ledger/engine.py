@@ -61,6 +61,8 @@ class Snapshot:
     transfers: dict[Key, Transfer] = field(default_factory=dict)
     journal_entries: dict[Key, JournalEntry] = field(default_factory=dict)
     system: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    # The room (see ``Account.room``) of a system account created in this transaction.
+    new_system_room: int | None = None
 
 
 @dataclass
@@ -180,11 +182,16 @@ class _Apply:
         journal_entry_id: str | None = None,
     ) -> Account:
         value = getattr(account.balances, counter) + delta
-        if value > AMOUNT_MAX:
+        room = account.room
+        if value > AMOUNT_MAX or (room is not None and delta > getattr(room, counter)):
             raise LedgerError(
-                "overflow", f"{counter} of account {account.id} would exceed {AMOUNT_MAX}"
+                "overflow", f"{counter} of account {account.id} would exceed the integer range"
             )
-        updated = replace(account, balances=account.balances.plus(counter, delta))
+        updated = replace(
+            account,
+            balances=account.balances.plus(counter, delta),
+            room=None if room is None else room.plus(counter, -delta),
+        )
         self.scope.accounts[(self.tenant, account.id)] = updated
         self.scope.entries.append(
             (
@@ -262,6 +269,7 @@ class _Apply:
         return Outcome(account)
 
     def ensure_system_accounts(self, currency: str) -> None:
+        room = self.scope.snapshot.new_system_room
         for code in SYSTEM_ACCOUNT_CODES:
             key = (self.tenant, currency, code)
             if self.scope.system_account(key) is not None:
@@ -278,6 +286,7 @@ class _Apply:
                 metadata={},
                 created_at_us=self.now,
                 code=code,
+                room=None if room is None else Balances(room, room, room, room),
             )
             self.scope.accounts[(self.tenant, account.id)] = account
             self.scope.system[key] = account.id

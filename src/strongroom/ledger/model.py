@@ -97,6 +97,9 @@ class Account:
     # What the creating request asked for: a retry of it must replay even after the limit
     # was changed since (not part of equality: it is history, not state).
     initial_overdraft_limit: int = field(default=0, compare=False)
+    # Set by the store on a sharded (system) account: how much each counter may still grow
+    # in this transaction, so that no shard passes its share of the integer range.
+    room: Balances | None = field(default=None, compare=False)
 
     def headroom(self) -> int | None:
         """How much more may be debited (credit-normal) or credited (debit-normal), pending

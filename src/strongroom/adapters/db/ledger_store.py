@@ -28,6 +28,7 @@ import random
 import secrets
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -160,9 +161,9 @@ class SqlLedgerStore:
             live = [u for i, u in enumerate(units) if i not in lost]
             if not self._sqlite:
                 self._advisory_locks(connection, live)
-            snapshot, shard_for = self._load(connection, live)
+            snapshot, plan = self._load(connection, live)
             results, effects = ledger_engine.apply(snapshot, live, now_us, new_id=self._new_id)
-            self._write(connection, live, effects, shard_for, now_us)
+            self._write(connection, live, effects, plan, now_us)
             for unit, outcomes in zip(live, results, strict=True):
                 if unit.claim is not None:
                     self._finish_claim(connection, unit, unit.claim.respond(outcomes))
@@ -211,9 +212,7 @@ class SqlLedgerStore:
             {"keys": sorted(keys)},
         )
 
-    def _load(
-        self, connection: Connection, units: Sequence[Unit]
-    ) -> tuple[Snapshot, dict[Key, int]]:
+    def _load(self, connection: Connection, units: Sequence[Unit]) -> tuple[Snapshot, _Plan]:
         snapshot = Snapshot()
         transfer_keys: set[Key] = set()
         journal_keys: set[Key] = set()
@@ -275,19 +274,20 @@ class SqlLedgerStore:
             connection, [k for k, r in accounts.items() if r.shards > 1 and k not in exact]
         )
         moved = _amounts_moved(units, snapshot)
-        for key, shard_rows in unlocked.items():
-            # Near the integer limit, or moving a large share of it, the account is locked
-            # whole so the overflow check is exact (ADR 0006 names the remaining gap).
-            cap = AMOUNT_MAX // (2 * accounts[key].shards)
-            if moved.get(key, 0) > cap or (
-                _total(shard_rows.values()).most() + moved.get(key, 0) > AMOUNT_MAX // 2
-            ):
-                exact.add(key)
         shard_for: dict[Key, int] = {}
+        for key, row in accounts.items():
+            shard_for[key] = self._rng.randrange(row.shards)
+        for key, shard_rows in unlocked.items():
+            # Each shard may hold at most its share of the integer range (the sum then never
+            # passes it, however many groups run at once). If the picked shard looks too
+            # full for what the group may move, lock the account whole and spread the
+            # movement over shards instead.
+            picked = shard_rows.get(shard_for[key], Balances())
+            if _budget(accounts[key].shards) - picked.most() < moved.get(key, 0):
+                exact.add(key)
         wanted: list[tuple[str, str, int]] = []
         for key, row in accounts.items():
-            shard = self._rng.randrange(row.shards)
-            shard_for[key] = shard
+            shard = shard_for[key]
             if row.shards == 1 or key in exact:
                 wanted.extend((key[0], key[1], s) for s in range(row.shards))
             else:
@@ -304,8 +304,13 @@ class SqlLedgerStore:
         for key, row in accounts.items():
             shards = dict(unlocked.get(key, {})) if key not in exact else {}
             shards.update(locked.get(key, {}))
-            snapshot.accounts[key] = _account(row, _total(shards.values()))
-        return snapshot, shard_for
+            account = _account(row, _total(shards.values()))
+            if row.shards > 1:
+                mine = locked.get(key, {})
+                account = replace(account, room=_room(row.shards, mine.values()))
+            snapshot.accounts[key] = account
+        snapshot.new_system_room = _budget(self._shards) * self._shards
+        return snapshot, _Plan(shard_for, locked)
 
     def _unlocked_shards(
         self, connection: Connection, keys: list[Key]
@@ -431,7 +436,7 @@ class SqlLedgerStore:
         connection: Connection,
         units: Sequence[Unit],
         effects: Effects,
-        shard_for: dict[Key, int],
+        plan: _Plan,
         now_us: int,
     ) -> None:
         if effects.new_accounts:
@@ -472,7 +477,9 @@ class SqlLedgerStore:
                 ],
             )
             for a in effects.new_accounts:
-                shard_for[(a.tenant_id, a.id)] = 0
+                shards = self._shards if a.kind == "system" else 1
+                plan.shard_for[(a.tenant_id, a.id)] = 0
+                plan.locked[(a.tenant_id, a.id)] = {s: Balances() for s in range(shards)}
         if effects.changed_accounts:
             connection.execute(
                 ledger_accounts.update()
@@ -492,7 +499,11 @@ class SqlLedgerStore:
                 ],
             )
         if effects.balance_deltas:
-            deltas = sorted(effects.balance_deltas.items())
+            deltas = sorted(
+                ((key, shard), delta)
+                for key, total in effects.balance_deltas.items()
+                for shard, delta in _spread(total, plan.shard_for[key], plan.locked.get(key, {}))
+            )
             if self._sqlite:  # in-process: executemany costs no round trips
                 b = ledger_balances.c
                 connection.execute(
@@ -507,17 +518,17 @@ class SqlLedgerStore:
                         {
                             "k_tenant": key[0],
                             "k_account": key[1],
-                            "k_shard": shard_for[key],
+                            "k_shard": shard,
                             **{f"d_{c}": getattr(delta, c) for c in COUNTERS},
                         }
-                        for key, delta in deltas
+                        for (key, shard), delta in deltas
                     ],
                 )
             else:  # one statement for the whole group, whatever its size
                 arrays: dict[str, list[Any]] = {
-                    "t": [key[0] for key, _ in deltas],
-                    "a": [key[1] for key, _ in deltas],
-                    "s": [shard_for[key] for key, _ in deltas],
+                    "t": [key[0] for (key, _), _ in deltas],
+                    "a": [key[1] for (key, _), _ in deltas],
+                    "s": [shard for (_, shard), _ in deltas],
                 }
                 for c in COUNTERS:
                     arrays[c] = [getattr(d, c) for _, d in deltas]
@@ -867,6 +878,54 @@ def _ids_to_serialize(command: Command) -> tuple[str, ...]:
         case CreateJournalEntry():
             return (command.id,)
     return ()
+
+
+@dataclass
+class _Plan:
+    """Which shard row each account's movement goes to, and the shard rows locked."""
+
+    shard_for: dict[Key, int]
+    locked: dict[Key, dict[int, Balances]]
+
+
+def _budget(shards: int) -> int:
+    """What one shard row of an account with ``shards`` rows may hold, per counter."""
+    return AMOUNT_MAX // shards
+
+
+def _room(shards: int, locked: Iterable[Balances]) -> Balances:
+    """How much each counter may grow, given the locked shard rows' values."""
+    budget = _budget(shards)
+    room = [0, 0, 0, 0]
+    for shard in locked:
+        for i, counter in enumerate(COUNTERS):
+            room[i] += max(0, budget - getattr(shard, counter))
+    return Balances(*room)
+
+
+def _spread(delta: Balances, shard: int, locked: dict[int, Balances]) -> list[tuple[int, Balances]]:
+    """Per-shard deltas: all on ``shard`` unless a counter's increase exceeds that row's
+    budget, in which case it is spread over the locked rows with room (the engine checked,
+    against ``_room``, that the locked rows can take it)."""
+    if len(locked) <= 1:
+        return [(shard, delta)]
+    budget = _budget(len(locked)) if len(locked) > 1 else AMOUNT_MAX
+    out: dict[int, Balances] = {}
+    for counter in COUNTERS:
+        amount = getattr(delta, counter)
+        if amount <= 0 or budget - getattr(locked[shard], counter) >= amount:
+            out[shard] = out.get(shard, Balances()).plus(counter, amount)
+            continue
+        for s in sorted(locked, key=lambda s: getattr(locked[s], counter)):
+            take = min(amount, max(0, budget - getattr(locked[s], counter)))
+            if take:
+                out[s] = out.get(s, Balances()).plus(counter, take)
+                amount -= take
+            if not amount:
+                break
+        if amount:  # the engine's room check makes this unreachable
+            raise AssertionError(f"no shard room for {counter} {amount}")
+    return sorted(out.items())
 
 
 def _balances(row: Row[Any]) -> Balances:
