@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 
 import anyio.to_thread
 import structlog
@@ -28,6 +27,7 @@ from strongroom.api.problems import PROBLEM_MEDIA_TYPE, ProblemError, register_p
 from strongroom.api.request_context import request_context
 from strongroom.config import LedgerSettings
 from strongroom.ledger.errors import LEDGER_ERRORS
+from strongroom.ledger.model import now_us
 from strongroom.ledger.ports import ClaimResult, LedgerStore, StoredResponse
 
 log = structlog.get_logger("strongroom.ledger")
@@ -80,10 +80,6 @@ def request_hash(method: str, path: str, body: bytes) -> str:
     return digest.hexdigest()
 
 
-def _now_us() -> int:
-    return time.time_ns() // 1000
-
-
 async def claim(
     request: Request, store: LedgerStore, settings: LedgerSettings, tenant_id: str, key: str
 ) -> ClaimResult:
@@ -93,7 +89,7 @@ async def claim(
     ttl_us = int(settings.idempotency_key_ttl_s * 1_000_000)
     return await anyio.to_thread.run_sync(
         lambda: store.claim_key(
-            tenant_id, key, fingerprint, _now_us(), lease_us=lease_us, ttl_us=ttl_us
+            tenant_id, key, fingerprint, now_us(), lease_us=lease_us, ttl_us=ttl_us
         )
     )
 

@@ -108,37 +108,31 @@ class _Scope:
         self.entries: list[tuple[str, Entry]] = []  # (tenant_id, entry)
         self.events: list[LedgerEvent] = []
 
-    def account(self, key: Key) -> Account | None:
+    def _find(self, table: str, key: Any) -> Any:
+        """``key`` in this scope's ``table``, else its parents', else the snapshot's."""
         scope: _Scope | None = self
         while scope is not None:
-            if key in scope.accounts:
-                return scope.accounts[key]
+            rows = getattr(scope, table)
+            if key in rows:
+                return rows[key]
             scope = scope.parent
-        return self.snapshot.accounts.get(key)
+        return getattr(self.snapshot, table).get(key)
+
+    def account(self, key: Key) -> Account | None:
+        found: Account | None = self._find("accounts", key)
+        return found
 
     def transfer(self, key: Key) -> Transfer | None:
-        scope: _Scope | None = self
-        while scope is not None:
-            if key in scope.transfers:
-                return scope.transfers[key]
-            scope = scope.parent
-        return self.snapshot.transfers.get(key)
+        found: Transfer | None = self._find("transfers", key)
+        return found
 
     def journal_entry(self, key: Key) -> JournalEntry | None:
-        scope: _Scope | None = self
-        while scope is not None:
-            if key in scope.journal_entries:
-                return scope.journal_entries[key]
-            scope = scope.parent
-        return self.snapshot.journal_entries.get(key)
+        found: JournalEntry | None = self._find("journal_entries", key)
+        return found
 
     def system_account(self, key: tuple[str, str, str]) -> str | None:
-        scope: _Scope | None = self
-        while scope is not None:
-            if key in scope.system:
-                return scope.system[key]
-            scope = scope.parent
-        return self.snapshot.system.get(key)
+        found: str | None = self._find("system", key)
+        return found
 
     def merge_into(self, parent: _Scope) -> None:
         parent.accounts.update(self.accounts)

@@ -13,19 +13,15 @@ instead of opening ever more connections.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from strongroom.ledger.model import BATCH_MAX, now_us
 from strongroom.ledger.ports import LedgerStore, Outcome, Unit
 
 T = TypeVar("T")
 RunBlocking = Callable[[Callable[[], T]], Awaitable[T]]
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
 
 
 async def _to_thread(fn: Callable[[], T]) -> T:
@@ -38,9 +34,9 @@ class GroupCommitter:
         store: LedgerStore,
         *,
         max_units: int = 256,
-        max_commands: int = 8190,
+        max_commands: int = BATCH_MAX,
         concurrency: int = 2,
-        clock_us: Callable[[], int] = _now_us,
+        clock_us: Callable[[], int] = now_us,
         run_blocking: RunBlocking[list[list[Outcome]]] = _to_thread,
     ) -> None:
         self._store = store

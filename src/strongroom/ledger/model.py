@@ -8,6 +8,7 @@ entries, and a balance at any past instant is the sum of the entries made up to 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -38,6 +39,13 @@ AMOUNT_MAX = 2**63 - 1
 SYSTEM_ACCOUNT_CODES: tuple[str, ...] = ("clearing", "fees", "settlement")
 
 METADATA_BYTES_MAX = 4096
+
+
+def now_us() -> int:
+    """The ledger's clock: integer microseconds since the epoch (exact and ordered)."""
+    return time.time_ns() // 1000
+
+
 BATCH_MAX = 8190
 JOURNAL_LEGS_MAX = 64
 

@@ -100,6 +100,7 @@ def ledger_maintenance_job(settings: Settings, index: int) -> Job | None:
     from strongroom.adapters.db.engine import make_engine  # noqa: PLC0415 - SQLAlchemy import
     from strongroom.adapters.db.ledger_store import SqlLedgerStore  # noqa: PLC0415
     from strongroom.ledger.maintenance import expire_due_holds  # noqa: PLC0415
+    from strongroom.ledger.model import now_us  # noqa: PLC0415
 
     store = SqlLedgerStore(
         make_engine(settings), hot_account_shards=settings.ledger.hot_account_shards
@@ -109,13 +110,13 @@ def ledger_maintenance_job(settings: Settings, index: int) -> Job | None:
 
     def step() -> None:
         nonlocal last_purge
-        now_us = time.time_ns() // 1000
-        expired = expire_due_holds(store, now_us)
+        now = now_us()
+        expired = expire_due_holds(store, now)
         if expired:
             log.info("holds expired", count=expired)
         if time.monotonic() - last_purge >= purge_every_s:
             last_purge = time.monotonic()
-            purged = store.purge_keys(now_us)
+            purged = store.purge_keys(now)
             if purged:
                 log.info("idempotency keys purged", count=purged)
 

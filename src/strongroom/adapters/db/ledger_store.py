@@ -27,7 +27,7 @@ import json
 import random
 import secrets
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -85,6 +85,9 @@ from strongroom.ledger.ports import (
 )
 
 ENTRY_PAGE_MAX = 1000
+# Keys per row-value IN list on SQLite: 500 triples stay far below its 32,766 bound
+# variables per statement.
+SQLITE_KEYS_PER_QUERY = 500
 ACCOUNT_PAGE_MAX = 500
 _SUMS = [sa.func.coalesce(sa.func.sum(ledger_balances.c[c]), 0).label(c) for c in COUNTERS]
 
@@ -164,9 +167,7 @@ class SqlLedgerStore:
             snapshot, plan = self._load(connection, live)
             results, effects = ledger_engine.apply(snapshot, live, now_us, new_id=self._new_id)
             self._write(connection, live, effects, plan, now_us)
-            for unit, outcomes in zip(live, results, strict=True):
-                if unit.claim is not None:
-                    self._finish_claim(connection, unit, unit.claim.respond(outcomes))
+            self._finish_claims(connection, live, results)
         merged: list[list[Outcome]] = []
         answers = iter(results)
         for index, unit in enumerate(units):
@@ -180,20 +181,26 @@ class SqlLedgerStore:
         return merged
 
     def _lost_claims(self, connection: Connection, units: Sequence[Unit]) -> set[int]:
-        lost: set[int] = set()
-        for index, unit in enumerate(units):
-            if unit.claim is None:
-                continue
-            query = sa.select(idempotency_keys.c.token).where(
-                idempotency_keys.c.tenant_id == unit.tenant_id,
-                idempotency_keys.c.key == unit.claim.key,
-            )
-            if not self._sqlite:
-                query = query.with_for_update()
-            token = connection.execute(query).scalar_one_or_none()
-            if token != unit.claim.token:
-                lost.add(index)
-        return lost
+        """Units whose Idempotency-Key another request took over (one query, rows locked in
+        key order so two groups never wait on each other's keys in opposite orders)."""
+        claimed = {i: u for i, u in enumerate(units) if u.claim is not None}
+        if not claimed:
+            return set()
+        k = idempotency_keys.c
+        wanted = sorted({(u.tenant_id, u.claim.key) for u in claimed.values() if u.claim})
+        query = (
+            sa.select(k.tenant_id, k.key, k.token)
+            .where(sa.tuple_(k.tenant_id, k.key).in_(wanted))
+            .order_by(k.tenant_id, k.key)
+        )
+        if not self._sqlite:
+            query = query.with_for_update()
+        tokens = {(r.tenant_id, r.key): r.token for r in connection.execute(query)}
+        return {
+            i
+            for i, u in claimed.items()
+            if u.claim is None or tokens.get((u.tenant_id, u.claim.key)) != u.claim.token
+        }
 
     def _advisory_locks(self, connection: Connection, units: Sequence[Unit]) -> None:
         keys: set[int] = set()
@@ -335,32 +342,20 @@ class SqlLedgerStore:
         """
         if self._sqlite:
             return set(rows)
-        exact: set[Key] = set()
-
-        def touch(key: Key, side: Side) -> None:
+        exact = {
+            (unit.tenant_id, command.account_id)
+            for unit in units
+            for command in unit.commands
+            if isinstance(command, ChangeAccount)
+        }
+        for key, side, _ in _movements(units, snapshot):
             row = rows.get(key)
-            if row is not None and side_shrinks_headroom(bool(row.bounded), row.normal, side):
+            if (
+                side is not None
+                and row is not None
+                and side_shrinks_headroom(bool(row.bounded), row.normal, side)
+            ):
                 exact.add(key)
-
-        for unit in units:
-            t = unit.tenant_id
-            for command in unit.commands:
-                match command:
-                    case ChangeAccount():
-                        exact.add((t, command.account_id))
-                    case CreateTransfer():
-                        touch((t, command.debit_account_id), "debit")
-                        touch((t, command.credit_account_id), "credit")
-                    case ReverseTransfer():
-                        original = snapshot.transfers.get((t, command.transfer_id))
-                        if original is not None:
-                            touch((t, original.credit_account_id), "debit")
-                            touch((t, original.debit_account_id), "credit")
-                    case CreateJournalEntry():
-                        for leg in command.legs:
-                            touch((t, leg.account_id), leg.side)
-                    case _:
-                        pass
         return exact
 
     def _rows_by_key(
@@ -380,8 +375,8 @@ class SqlLedgerStore:
             )
             params = {"t": [k[0] for k in ordered], "i": [k[1] for k in ordered]}
             return list(connection.execute(statement, params).all())
-        for start in range(0, len(ordered), 500):
-            chunk = ordered[start : start + 500]
+        for start in range(0, len(ordered), SQLITE_KEYS_PER_QUERY):
+            chunk = ordered[start : start + SQLITE_KEYS_PER_QUERY]
             rows.extend(
                 connection.execute(
                     sa.select(table).where(sa.tuple_(table.c.tenant_id, table.c.id).in_(chunk))
@@ -410,8 +405,8 @@ class SqlLedgerStore:
                 ).all()
             )
             ordered = []
-        for start in range(0, len(ordered), 500):
-            chunk = ordered[start : start + 500]
+        for start in range(0, len(ordered), SQLITE_KEYS_PER_QUERY):
+            chunk = ordered[start : start + SQLITE_KEYS_PER_QUERY]
             query = (
                 sa.select(ledger_balances)
                 .where(sa.tuple_(b.tenant_id, b.account_id, b.shard).in_(chunk))
@@ -631,15 +626,40 @@ class SqlLedgerStore:
                 ],
             )
 
-    def _finish_claim(self, connection: Connection, unit: Unit, response: StoredResponse) -> None:
-        assert unit.claim is not None
+    def _finish_claims(
+        self, connection: Connection, units: Sequence[Unit], results: list[list[Outcome]]
+    ) -> None:
+        """Store each claimed unit's response with its key, in the money transaction."""
+        done = []
+        for unit, outcomes in zip(units, results, strict=True):
+            if unit.claim is None:
+                continue
+            response = unit.claim.respond(outcomes)
+            done.append(
+                {
+                    "k_tenant": unit.tenant_id,
+                    "k_key": unit.claim.key,
+                    "k_token": unit.claim.token,
+                    "v_status": response.status,
+                    "v_body": response.body,
+                }
+            )
+        if not done:
+            return
         k = idempotency_keys.c
         connection.execute(
             idempotency_keys.update()
             .where(
-                k.tenant_id == unit.tenant_id, k.key == unit.claim.key, k.token == unit.claim.token
+                k.tenant_id == sa.bindparam("k_tenant"),
+                k.key == sa.bindparam("k_key"),
+                k.token == sa.bindparam("k_token"),
             )
-            .values(state="done", response_status=response.status, response_body=response.body)
+            .values(
+                state="done",
+                response_status=sa.bindparam("v_status"),
+                response_body=sa.bindparam("v_body"),
+            ),
+            done,
         )
 
     # -- Idempotency-Key claims --------------------------------------------------------------
@@ -836,30 +856,41 @@ class SqlLedgerStore:
         return [(r.tenant_id, r.id) for r in rows]
 
 
-def _amounts_moved(units: Sequence[Unit], snapshot: Snapshot) -> dict[Key, int]:
-    """An upper bound of what the group may add to each account's counters."""
-    moved: dict[Key, int] = {}
+def _movements(units: Sequence[Unit], snapshot: Snapshot) -> Iterator[tuple[Key, Side | None, int]]:
+    """Every account a group may move money on: the side, and an upper bound of the amount.
 
-    def add(tenant: str, account_id: str, amount: int) -> None:
-        moved[(tenant, account_id)] = moved.get((tenant, account_id), 0) + amount
-
+    The side is None for posting or releasing a hold: that never shrinks an account's
+    headroom (the amount was held already), so it needs no balance check.
+    """
     for unit in units:
         t = unit.tenant_id
         for command in unit.commands:
             match command:
                 case CreateTransfer():
-                    add(t, command.debit_account_id, command.amount)
-                    add(t, command.credit_account_id, command.amount)
+                    yield (t, command.debit_account_id), "debit", command.amount
+                    yield (t, command.credit_account_id), "credit", command.amount
                 case CreateJournalEntry():
                     for leg in command.legs:
-                        add(t, leg.account_id, leg.amount)
-                case PostTransfer() | VoidTransfer() | ExpireTransfer() | ReverseTransfer():
+                        yield (t, leg.account_id), leg.side, leg.amount
+                case ReverseTransfer():
+                    original = snapshot.transfers.get((t, command.transfer_id))
+                    if original is not None:  # money flows back: credit side is debited
+                        yield (t, original.credit_account_id), "debit", original.amount
+                        yield (t, original.debit_account_id), "credit", original.amount
+                case PostTransfer() | VoidTransfer() | ExpireTransfer():
                     original = snapshot.transfers.get((t, command.transfer_id))
                     if original is not None:
-                        add(t, original.debit_account_id, original.amount)
-                        add(t, original.credit_account_id, original.amount)
+                        yield (t, original.debit_account_id), None, original.amount
+                        yield (t, original.credit_account_id), None, original.amount
                 case _:
                     pass
+
+
+def _amounts_moved(units: Sequence[Unit], snapshot: Snapshot) -> dict[Key, int]:
+    """An upper bound of what the group may add to each account's counters."""
+    moved: dict[Key, int] = {}
+    for key, _, amount in _movements(units, snapshot):
+        moved[key] = moved.get(key, 0) + amount
     return moved
 
 
