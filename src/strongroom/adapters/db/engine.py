@@ -15,6 +15,8 @@ server restart, and a connect timeout so a dead server fails readiness quickly.
 from __future__ import annotations
 
 import math
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -71,7 +73,6 @@ def make_engine(settings: Settings, *, url: str | None = None) -> Engine:
 def _install_sqlite_events(engine: Engine, settings: Settings) -> None:
     db = settings.database
     pragmas = (
-        "PRAGMA journal_mode=WAL",
         f"PRAGMA busy_timeout={int(db.busy_timeout_ms)}",
         f"PRAGMA synchronous={db.sqlite_synchronous}",
         "PRAGMA foreign_keys=ON",
@@ -86,6 +87,7 @@ def _install_sqlite_events(engine: Engine, settings: Settings) -> None:
         try:
             for pragma in pragmas:
                 cursor.execute(pragma)
+            _switch_to_wal(cursor, db.busy_timeout_ms / 1000)
         finally:
             cursor.close()
 
@@ -98,6 +100,29 @@ def _install_sqlite_events(engine: Engine, settings: Settings) -> None:
         if mode not in _SQLITE_BEGIN_MODES:
             raise ValueError(f"{SQLITE_BEGIN_OPTION} must be one of {sorted(_SQLITE_BEGIN_MODES)}")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+# Retry pause while another connection holds the lock a switch to WAL needs.
+_WAL_RETRY_PAUSE_S = 0.02
+
+
+def _switch_to_wal(cursor: Any, timeout_s: float) -> None:
+    """``PRAGMA journal_mode=WAL``, retried for up to the busy timeout.
+
+    Switching a new database to WAL needs an exclusive lock, and SQLite answers "database
+    is locked" at once — without its busy handler — while another connection (a second
+    process migrating the same new file) holds one; waiting is what the caller wants.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(_WAL_RETRY_PAUSE_S)
+        else:
+            return
 
 
 def is_sqlite(engine: Engine) -> bool:
