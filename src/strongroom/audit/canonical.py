@@ -1,0 +1,318 @@
+"""One canonical byte string per audit entry: RFC 8785 JSON Canonicalization Scheme (JCS).
+
+The Merkle leaf is these exact bytes (:func:`leaf_bytes`); they are stored and served as they
+are, so a verifier hashes bytes and never has to re-encode anything. JCS is used so that any
+party can also *read* a leaf with an ordinary JSON parser and, within JCS's number domain,
+re-create it byte for byte.
+
+One deliberate departure, for money: RFC 8785 §3.2.2.3 writes every number as an IEEE-754
+double, which rounds integers beyond ±(2^53 - 1) — and ledger amounts go up to 2^63 - 1. Here
+every ``int`` is written as its exact decimal digits. For integers within ±(2^53 - 1), which is
+every integer JCS can represent exactly, this *is* the JCS output; larger ones stay exact (a
+parser that reads numbers as doubles would round them, so read amounts as integers). Writing
+big integers as strings, as RFC 8785 Appendix D suggests, was rejected: ``1`` and ``"1"``
+would then collide, and a canonical form must be injective. ``float`` values (possible in
+client-supplied metadata) follow JCS exactly; NaN and infinities are refused.
+
+Everything here is pure: no clock, no I/O. The encoder is iterative so that deeply nested
+client metadata cannot exhaust the interpreter's recursion limit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from json.encoder import encode_basestring
+from typing import Any
+
+from strongroom.ledger.model import EVENT_TYPES as LEDGER_EVENT_TYPES
+
+# The leaf's "v" field: a reader can tell this layout from any later one.
+LEAF_FORMAT_VERSION = 1
+# One entry's bytes: far above the largest ledger event (4 KiB metadata, 64 journal legs),
+# and a bound on what the sequencer holds in memory per entry of a batch.
+LEAF_BYTES_MAX = 64 * 1024
+# occurred_at_us stays a JCS-exact integer: 2^53 µs after the epoch is the year 2255.
+OCCURRED_AT_US_MAX = 2**53 - 1
+
+EVENT_TYPES: frozenset[str] = LEDGER_EVENT_TYPES | frozenset(
+    {
+        # Payments and settlements: one event per state change.
+        "payment.created",
+        "payment.authorized",
+        "payment.captured",
+        "payment.settled",
+        "payment.failed",
+        "payment.canceled",
+        "payment.refunded",
+        "settlement.created",
+        "settlement.submitted",
+        "settlement.completed",
+        "settlement.failed",
+        # Authentication and administration.
+        "oauth_client.created",
+        "oauth_client.suspended",
+        "signing_key.rotated",
+        "config.changed",
+        # Automated security response.
+        "siem.action_taken",
+        "siem.action_lifted",
+    }
+)
+"""Every event an audit entry may record; the ledger's own event types are included as is."""
+
+ACTOR_KINDS: frozenset[str] = frozenset({"client", "user", "operator", "system"})
+"""Who caused an event: an OAuth client, an end user, a human operator, or Strongroom itself."""
+
+AUDIT_RECORD_ERRORS: frozenset[str] = frozenset(
+    {"invalid-record", "unencodable-value", "entry-too-large", "malformed-leaf"}
+)
+
+
+class AuditRecordError(ValueError):
+    """A record that cannot become a leaf, or bytes that are not a canonical leaf.
+
+    ``code`` is one of :data:`AUDIT_RECORD_ERRORS`.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        assert code in AUDIT_RECORD_ERRORS, code
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One audit entry, before it has an index (the sequencer assigns that later).
+
+    ``tenant_id`` is ``None`` for platform-wide events; ``request_id`` is ``None`` for events
+    no request caused (a scheduled key rotation, an expiry). ``data`` is the event's own
+    JSON-compatible payload: ``str``, ``int``, ``float``, ``bool``, ``None``, lists, tuples and
+    string-keyed mappings.
+    """
+
+    event_type: str
+    tenant_id: str | None
+    actor_kind: str
+    actor_id: str
+    request_id: str | None
+    subject_ids: tuple[str, ...]
+    data: Mapping[str, Any]
+    occurred_at_us: int
+
+    def __post_init__(self) -> None:
+        if self.event_type not in EVENT_TYPES:
+            raise AuditRecordError("invalid-record", f"unknown event type {self.event_type!r}")
+        if self.actor_kind not in ACTOR_KINDS:
+            raise AuditRecordError("invalid-record", f"unknown actor kind {self.actor_kind!r}")
+        if not isinstance(self.actor_id, str) or not self.actor_id:
+            raise AuditRecordError("invalid-record", "actor_id must be a non-empty string")
+        for name in ("tenant_id", "request_id"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise AuditRecordError("invalid-record", f"{name} must be a string or None")
+        if not isinstance(self.subject_ids, tuple) or not all(
+            isinstance(s, str) for s in self.subject_ids
+        ):
+            raise AuditRecordError("invalid-record", "subject_ids must be a tuple of strings")
+        if not isinstance(self.data, Mapping):
+            raise AuditRecordError("invalid-record", "data must be a mapping")
+        at = self.occurred_at_us
+        if type(at) is not int or not 0 <= at <= OCCURRED_AT_US_MAX:
+            raise AuditRecordError(
+                "invalid-record", f"occurred_at_us must be an integer in 0..{OCCURRED_AT_US_MAX}"
+            )
+
+
+_LEAF_FIELDS = frozenset(
+    {
+        "v",
+        "event_type",
+        "tenant_id",
+        "actor_kind",
+        "actor_id",
+        "request_id",
+        "subject_ids",
+        "data",
+        "occurred_at_us",
+    }
+)
+
+
+def leaf_bytes(record: AuditRecord) -> bytes:
+    """The canonical bytes of ``record``: exactly what is stored, served and hashed as a leaf."""
+    encoded = canonical_json(
+        {
+            "v": LEAF_FORMAT_VERSION,
+            "event_type": record.event_type,
+            "tenant_id": record.tenant_id,
+            "actor_kind": record.actor_kind,
+            "actor_id": record.actor_id,
+            "request_id": record.request_id,
+            "subject_ids": record.subject_ids,
+            "data": record.data,
+            "occurred_at_us": record.occurred_at_us,
+        }
+    )
+    if len(encoded) > LEAF_BYTES_MAX:
+        raise AuditRecordError(
+            "entry-too-large", f"entry is {len(encoded)} bytes; at most {LEAF_BYTES_MAX}"
+        )
+    return encoded
+
+
+def parse_leaf(data: bytes) -> AuditRecord:
+    """The record whose :func:`leaf_bytes` are exactly ``data``, or ``malformed-leaf``.
+
+    Strict: bytes that decode to a valid record but are not its canonical form (other key
+    order, whitespace, escapes, duplicate keys) are refused, so one record has one leaf.
+    """
+    if len(data) > LEAF_BYTES_MAX:
+        raise AuditRecordError("malformed-leaf", f"leaf is over {LEAF_BYTES_MAX} bytes")
+    try:
+        fields = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise AuditRecordError("malformed-leaf", f"leaf is not JSON: {exc}") from None
+    if not isinstance(fields, dict) or set(fields) != _LEAF_FIELDS:
+        raise AuditRecordError("malformed-leaf", "leaf does not have the audit entry fields")
+    if fields["v"] != LEAF_FORMAT_VERSION or type(fields["v"]) is not int:
+        raise AuditRecordError("malformed-leaf", f"unsupported leaf version {fields['v']!r}")
+    if not isinstance(fields["subject_ids"], list):
+        raise AuditRecordError("malformed-leaf", "subject_ids is not a list")
+    try:
+        record = AuditRecord(
+            event_type=fields["event_type"],
+            tenant_id=fields["tenant_id"],
+            actor_kind=fields["actor_kind"],
+            actor_id=fields["actor_id"],
+            request_id=fields["request_id"],
+            subject_ids=tuple(fields["subject_ids"]),
+            data=fields["data"],
+            occurred_at_us=fields["occurred_at_us"],
+        )
+        canonical = leaf_bytes(record)
+    except AuditRecordError as exc:
+        raise AuditRecordError("malformed-leaf", exc.message) from None
+    if canonical != data:
+        raise AuditRecordError("malformed-leaf", "leaf is not in canonical form")
+    return record
+
+
+class _Text:
+    """Already-encoded JSON text waiting on the encoder's stack."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+_CLOSE_OBJECT = _Text("}")
+_CLOSE_ARRAY = _Text("]")
+_COMMA = _Text(",")
+
+
+def canonical_json(value: object) -> bytes:
+    """RFC 8785 canonical JSON of ``value`` as UTF-8, with exact integers (see module doc)."""
+    try:
+        return _encode(value).encode("utf-8")
+    except AuditRecordError:
+        raise
+    except UnicodeEncodeError:
+        # RFC 8785 §3.2.2.2 needs valid Unicode: a lone surrogate has no UTF-8 form.
+        raise AuditRecordError("unencodable-value", "string has a lone surrogate") from None
+    except ValueError as exc:  # an int with more digits than sys.get_int_max_str_digits()
+        raise AuditRecordError("unencodable-value", str(exc)) from None
+
+
+def _encode(value: object) -> str:
+    parts: list[str] = []
+    out = parts.append
+    stack: list[object] = [value]
+    push, pop = stack.append, stack.pop
+    while stack:
+        item = pop()
+        if type(item) is _Text:
+            out(item.text)
+        elif item is None:
+            out("null")
+        elif item is True:
+            out("true")
+        elif item is False:
+            out("false")
+        elif isinstance(item, str):
+            out(_string(item))
+        elif isinstance(item, int):
+            out(int.__repr__(item))
+        elif isinstance(item, float):
+            out(_number(item))
+        elif isinstance(item, Mapping):
+            out("{")
+            push(_CLOSE_OBJECT)
+            keys = _sorted_keys(item)
+            for position in range(len(keys) - 1, -1, -1):
+                key = keys[position]
+                push(item[key])
+                push(_Text(("," if position else "") + _string(key) + ":"))
+        elif isinstance(item, list | tuple):
+            out("[")
+            push(_CLOSE_ARRAY)
+            for position in range(len(item) - 1, -1, -1):
+                push(item[position])
+                if position:
+                    push(_COMMA)
+        else:
+            raise AuditRecordError(
+                "unencodable-value", f"{type(item).__name__} is not a JSON value"
+            )
+    return "".join(parts)
+
+
+def _string(text: str) -> str:
+    """RFC 8785 §3.2.2.2: escape only ``"``, ``\\`` and controls, short forms where JSON has them.
+
+    ``json.encoder.encode_basestring`` (the C escaper behind ``ensure_ascii=False``) does
+    exactly this, with lowercase hex in ``\\u00xx`` as JCS requires.
+    """
+    return encode_basestring(text)
+
+
+def _sorted_keys(mapping: Mapping[Any, Any]) -> list[str]:
+    """RFC 8785 §3.2.3: members sorted by the UTF-16 code units of their names."""
+    for key in mapping:
+        if not isinstance(key, str):
+            raise AuditRecordError("unencodable-value", f"object key {key!r} is not a string")
+    return sorted(mapping, key=lambda key: key.encode("utf-16-be"))
+
+
+def _number(value: float) -> str:
+    """RFC 8785 §3.2.2.3: ECMAScript ``Number.prototype.toString`` of a finite double.
+
+    ``float.__repr__`` gives the shortest digits that round-trip, as ECMAScript requires;
+    only the layout (plain, fraction or exponent, chosen by the decimal exponent) differs.
+    """
+    if not math.isfinite(value):
+        raise AuditRecordError("unencodable-value", f"{value} is not a JSON number")
+    if value == 0:
+        return "0"  # also -0.0 (ECMAScript prints it as 0)
+    mantissa, _, exponent = float.__repr__(abs(value)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    # The value is 0.DIGITS * 10^point (ECMAScript's k digits and exponent n).
+    point = len(whole) + int(exponent or 0) - (len(whole + fraction) - len(digits))
+    digits = digits.rstrip("0")
+    count = len(digits)
+    if count <= point <= 21:
+        text = digits + "0" * (point - count)
+    elif 0 < point <= 21:
+        text = digits[:point] + "." + digits[point:]
+    elif -6 < point <= 0:
+        text = "0." + "0" * -point + digits
+    else:
+        power = point - 1
+        head = digits[0] + ("." + digits[1:] if count > 1 else "")
+        text = f"{head}e{'+' if power >= 0 else '-'}{abs(power)}"
+    return ("-" if value < 0 else "") + text
