@@ -856,14 +856,17 @@ def add_ratios(backends: dict[str, dict[str, Any]], pgbench_tps: float | None) -
                     f"≥ {TARGET_SINGLE_VS_PGBENCH}x pgbench, p99 ≤ {TARGET_SINGLE_P99_MS:.0f} ms"
                 )
                 row["target_met"] = (
-                    ratio is not None
-                    and ratio >= TARGET_SINGLE_VS_PGBENCH
-                    and p99 is not None
-                    and p99 <= TARGET_SINGLE_P99_MS
+                    None
+                    if ratio is None
+                    else (
+                        ratio >= TARGET_SINGLE_VS_PGBENCH
+                        and p99 is not None
+                        and p99 <= TARGET_SINGLE_P99_MS
+                    )
                 )
             elif name == "batch":
                 row["target"] = f"≥ {TARGET_BATCH_VS_PGBENCH:.0f}x pgbench"
-                row["target_met"] = ratio is not None and ratio >= TARGET_BATCH_VS_PGBENCH
+                row["target_met"] = None if ratio is None else ratio >= TARGET_BATCH_VS_PGBENCH
         single = scenarios.get("single")
         for other in ("single_dpop", "hot"):
             row = scenarios.get(other)
@@ -1298,8 +1301,9 @@ def bench_backend(
     db_url: str | None,
     timing: Timing,
     work_dir: Path,
+    only: frozenset[str] | None = None,
 ) -> dict[str, Any]:
-    """Every scenario on one platform; the platform is stopped before returning."""
+    """Every scenario (or those in ``only``) on one platform, stopped before returning."""
     console.print(f"[bold]{label}[/]: starting strongroom up (2 pods, 1 edge worker) ...")
     platform = LedgerPlatform(procs, work_dir / f"data-{label}", db_url)
     try:
@@ -1308,6 +1312,8 @@ def bench_backend(
             scenarios: dict[str, Any] = {}
             notes: list[str] = []
             for scenario in scenarios_for(books):
+                if only is not None and scenario.name not in only:
+                    continue
                 if scenario.dpop and timing.lead_s * 2 + timing.duration_s > DPOP_RUN_MAX_S:
                     notes.append(
                         f"{label}/{scenario.name} skipped: a run longer than "
@@ -1492,6 +1498,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-postgres", action="store_true", help="skip pgbench and PostgreSQL")
     parser.add_argument("--no-sqlite", action="store_true", help="skip the embedded profile")
+    parser.add_argument(
+        "--scenarios",
+        default=None,
+        help=f"comma-separated subset of {','.join(SCENARIO_LABELS)} (default: all)",
+    )
+    parser.add_argument("--no-pgbench", action="store_true", help="skip the pgbench reference")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "ledger.json")
     parser.add_argument("--chart", type=Path, default=RESULTS_DIR / "ledger.png")
     args = parser.parse_args(argv)
@@ -1499,6 +1511,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 1 <= duration_s <= DURATION_MAX_S:
         parser.error(f"--duration must be within 1..{DURATION_MAX_S:.0f} s (one token per run)")
     timing = Timing.for_duration(duration_s)
+    only = None if args.scenarios is None else frozenset(args.scenarios.split(","))
+    if only is not None and not only <= SCENARIO_LABELS.keys():
+        parser.error(f"--scenarios: unknown {sorted(only - SCENARIO_LABELS.keys())}")
     for tool in ("wrk",) + (() if args.no_postgres else ("pgbench",)):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not installed (apt-get install wrk postgresql-client)")
@@ -1528,18 +1543,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     check=True,
                     timeout=PGBENCH_INIT_TIMEOUT_S,
                 )
-                console.print(f"pgbench, {PGBENCH_CLIENTS} clients ({duration_s:.0f} s) ...")
-                pgbench_runs["before"] = run_pgbench(pgbench_db, duration_s, work, "before")
+                if not args.no_pgbench:
+                    console.print(f"pgbench, {PGBENCH_CLIENTS} clients ({duration_s:.0f} s) ...")
+                    pgbench_runs["before"] = run_pgbench(pgbench_db, duration_s, work, "before")
                 with throwaway_database("ledger") as ledger_db:
                     backends["postgres"] = bench_backend(
-                        procs, "postgres", database_url(ledger_db), timing, work
+                        procs, "postgres", database_url(ledger_db), timing, work, only
                     )
-                console.print("pgbench again ...")
-                pgbench_runs["after"] = run_pgbench(pgbench_db, duration_s, work, "after")
+                if not args.no_pgbench:
+                    console.print("pgbench again ...")
+                    pgbench_runs["after"] = run_pgbench(pgbench_db, duration_s, work, "after")
         if args.no_sqlite:
             notes.append("embedded SQLite profile skipped (--no-sqlite)")
         else:
-            backends["sqlite"] = bench_backend(procs, "sqlite", None, timing, work)
+            backends["sqlite"] = bench_backend(procs, "sqlite", None, timing, work, only)
     for backend in backends.values():
         notes.extend(backend.pop("notes"))
     reference = pgbench_reference(list(pgbench_runs.values()))

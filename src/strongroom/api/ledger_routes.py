@@ -24,6 +24,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator, Field, StrictInt
 
+from strongroom import json_codec
 from strongroom.api import idempotency
 from strongroom.api.authz import Principal
 from strongroom.api.ledger_runtime import ledger_runtime
@@ -139,7 +140,7 @@ Render = Callable[[Sequence[Outcome]], tuple[int, dict[str, Any]]]
 
 
 def encode_json(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return json_codec.dumps_bytes(body)
 
 
 class _Responder:

@@ -128,6 +128,8 @@ def check_currency(code: object) -> str:
 def check_metadata(metadata: object) -> None:
     if not isinstance(metadata, dict):
         raise LedgerError("validation-failed", "metadata must be a JSON object")
+    if not metadata:  # most commands carry none: skip the encoding
+        return
     size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
     if size > METADATA_BYTES_MAX:
         raise LedgerError(

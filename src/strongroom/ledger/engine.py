@@ -181,10 +181,9 @@ class _Apply:
             raise LedgerError(
                 "overflow", f"{counter} of account {account.id} would exceed the integer range"
             )
-        updated = replace(
-            account,
-            balances=account.balances.plus(counter, delta),
-            room=None if room is None else room.plus(counter, -delta),
+        updated = account.moved(
+            account.balances.plus(counter, delta),
+            None if room is None else room.plus(counter, -delta),
         )
         self.scope.accounts[(self.tenant, account.id)] = updated
         self.scope.entries.append(

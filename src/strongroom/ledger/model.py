@@ -9,7 +9,7 @@ entries, and a balance at any past instant is the sum of the entries made up to 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 AccountKind = Literal["wallet", "merchant", "system"]
@@ -58,7 +58,23 @@ class Balances:
     credits_pending: int = 0
 
     def plus(self, counter: Counter, delta: int) -> Balances:
-        return replace(self, **{counter: getattr(self, counter) + delta})
+        # Written out rather than dataclasses.replace: this runs for every entry of a
+        # group, and replace costs several times more.
+        dp, cp, dq, cq = (
+            self.debits_posted,
+            self.credits_posted,
+            self.debits_pending,
+            self.credits_pending,
+        )
+        if counter == "debits_posted":
+            dp += delta
+        elif counter == "credits_posted":
+            cp += delta
+        elif counter == "debits_pending":
+            dq += delta
+        else:
+            cq += delta
+        return Balances(dp, cp, dq, cq)
 
     def merged(self, other: Balances) -> Balances:
         return Balances(
@@ -108,6 +124,26 @@ class Account:
     # Set by the store on a sharded (system) account: how much each counter may still grow
     # in this transaction, so that no shard passes its share of the integer range.
     room: Balances | None = field(default=None, compare=False)
+
+    def moved(self, balances: Balances, room: Balances | None) -> Account:
+        """This account with new counters (and room): ``dataclasses.replace`` spelled out,
+        as the engine calls it for every entry (a test pins it to ``replace``)."""
+        return Account(
+            self.id,
+            self.tenant_id,
+            self.currency,
+            self.kind,
+            self.normal,
+            self.bounded,
+            self.overdraft_limit,
+            self.status,
+            self.metadata,
+            self.created_at_us,
+            self.code,
+            balances,
+            self.initial_overdraft_limit,
+            room,
+        )
 
     def headroom(self) -> int | None:
         """How much more may be debited (credit-normal) or credited (debit-normal), pending

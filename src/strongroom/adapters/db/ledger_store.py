@@ -23,18 +23,19 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import secrets
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 
+from strongroom import json_codec
+from strongroom.adapters.db import ledger_pg
 from strongroom.adapters.db.engine import is_sqlite, write_transaction
 from strongroom.adapters.db.schema import (
     audit_entries,
@@ -92,48 +93,8 @@ ACCOUNT_PAGE_MAX = 500
 _SUMS = [sa.func.coalesce(sa.func.sum(ledger_balances.c[c]), 0).label(c) for c in COUNTERS]
 
 
-# Built from schema constants only (pyproject ignores S608 for this file).
-_PG_ADD_TO_BALANCES = sa.text(
-    "UPDATE ledger_balances AS b SET "
-    + ", ".join(f"{c} = b.{c} + v.{c}" for c in COUNTERS)
-    + " FROM unnest(CAST(:t AS text[]), CAST(:a AS text[]), CAST(:s AS smallint[]), "
-    + ", ".join(f"CAST(:{c} AS bigint[])" for c in COUNTERS)
-    + ") AS v(tenant_id, account_id, shard, "
-    + ", ".join(COUNTERS)
-    + ") WHERE b.tenant_id = v.tenant_id AND b.account_id = v.account_id AND b.shard = v.shard"
-)
-
-
-_PG_LOCK_BALANCES = sa.text(
-    "SELECT b.* FROM ledger_balances AS b JOIN unnest(CAST(:t AS text[]), CAST(:a AS text[]),"
-    " CAST(:s AS smallint[])) AS k(tenant_id, account_id, shard)"
-    " ON b.tenant_id = k.tenant_id AND b.account_id = k.account_id AND b.shard = k.shard"
-    " ORDER BY b.tenant_id, b.account_id, b.shard FOR UPDATE OF b"
-)
-_PG_INSERTS: dict[tuple[str, tuple[str, ...]], sa.TextClause] = {}
-
-
-def _pg_bulk_insert(table: sa.Table, columns: tuple[str, ...]) -> sa.TextClause:
-    """One ``INSERT … SELECT … FROM json_populate_recordset`` for any number of rows.
-
-    Constant text (the server prepares it once) and one JSON parameter that the C encoder
-    writes fast: much cheaper per row than a statement per row (executemany) or arrays
-    that the driver escapes element by element.
-    """
-    key = (table.name, columns)
-    statement = _PG_INSERTS.get(key)
-    if statement is None:
-        names = ", ".join(columns)
-        statement = sa.text(
-            f"INSERT INTO {table.name} ({names}) SELECT {names}"
-            f" FROM json_populate_recordset(NULL::{table.name}, CAST(:rows AS json))"
-        )
-        _PG_INSERTS[key] = statement
-    return statement
-
-
 def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json_codec.dumps(value, sort_keys=True)
 
 
 def _lock_key(*parts: str) -> int:
@@ -162,12 +123,12 @@ class SqlLedgerStore:
         with write_transaction(self._engine) as connection:
             lost = self._lost_claims(connection, units)
             live = [u for i, u in enumerate(units) if i not in lost]
-            if not self._sqlite:
-                self._advisory_locks(connection, live)
             snapshot, plan = self._load(connection, live)
             results, effects = ledger_engine.apply(snapshot, live, now_us, new_id=self._new_id)
-            self._write(connection, live, effects, plan, now_us)
-            self._finish_claims(connection, live, results)
+            writes = _Writes(connection, self._sqlite)
+            self._write(writes, live, effects, plan, now_us)
+            self._finish_claims(writes, live, results)
+            writes.flush()
         merged: list[list[Outcome]] = []
         answers = iter(results)
         for index, unit in enumerate(units):
@@ -202,84 +163,83 @@ class SqlLedgerStore:
             if u.claim is None or tokens.get((u.tenant_id, u.claim.key)) != u.claim.token
         }
 
-    def _advisory_locks(self, connection: Connection, units: Sequence[Unit]) -> None:
-        keys: set[int] = set()
-        for unit in units:
-            for command in unit.commands:
-                for ident in _ids_to_serialize(command):
-                    keys.add(_lock_key(unit.tenant_id, ident))
-        if not keys:
-            return
-        # Sorted in a subquery so the locks are taken in that order (no deadlock).
-        connection.execute(
-            sa.text(
-                "SELECT pg_advisory_xact_lock(k) FROM "
-                "(SELECT k FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY k) AS sorted"
-            ),
-            {"keys": sorted(keys)},
-        )
+    def _fetch(self, connection: Connection, units: Sequence[Unit], wanted: _Wanted) -> _Fetched:
+        """Every row the engine may need, before any balance row is locked."""
+        if self._sqlite:
+            fetched = _Fetched(
+                transfers=self._rows_by_key(connection, ledger_transfers, wanted.transfers),
+                journal_entries=self._rows_by_key(
+                    connection, ledger_journal_entries, wanted.journal_entries
+                ),
+            )
+            account_keys = set(wanted.accounts)
+            for row in fetched.transfers:
+                account_keys.add((row.tenant_id, row.debit_account_id))
+                account_keys.add((row.tenant_id, row.credit_account_id))
+            for tenant, currency in sorted(wanted.currencies):
+                fetched.system.extend(
+                    connection.execute(
+                        sa.select(
+                            ledger_accounts.c.tenant_id,
+                            ledger_accounts.c.currency,
+                            ledger_accounts.c.id,
+                            ledger_accounts.c.code,
+                        ).where(
+                            ledger_accounts.c.tenant_id == tenant,
+                            ledger_accounts.c.currency == currency,
+                            ledger_accounts.c.code.is_not(None),
+                        )
+                    ).all()
+                )
+            fetched.accounts = self._rows_by_key(connection, ledger_accounts, account_keys)
+            return fetched
+        pipeline = ledger_pg.Pipeline(connection)
+        lock_keys = {
+            _lock_key(unit.tenant_id, ident)
+            for unit in units
+            for command in unit.commands
+            for ident in _ids_to_serialize(command)
+        }
+        if lock_keys:
+            pipeline.add(ledger_pg.advisory_locks(lock_keys))
+        at: dict[str, int] = {}
+        if wanted.transfers:
+            at["transfers"] = pipeline.add(
+                ledger_pg.rows_by_key("ledger_transfers", wanted.transfers)
+            )
+        if wanted.journal_entries:
+            at["journal_entries"] = pipeline.add(
+                ledger_pg.rows_by_key("ledger_journal_entries", wanted.journal_entries)
+            )
+        if wanted.currencies:
+            at["system"] = pipeline.add(ledger_pg.system_accounts(wanted.currencies))
+        at["accounts"] = pipeline.add(ledger_pg.accounts(wanted.accounts, wanted.transfers))
+        at["shards"] = pipeline.add(ledger_pg.hot_shards(wanted.accounts, wanted.transfers))
+        results = pipeline.run()
+        return _Fetched(**{name: results[index] for name, index in at.items()})
 
     def _load(self, connection: Connection, units: Sequence[Unit]) -> tuple[Snapshot, _Plan]:
         snapshot = Snapshot()
-        transfer_keys: set[Key] = set()
-        journal_keys: set[Key] = set()
-        account_keys: set[Key] = set()
-        currencies: set[tuple[str, str]] = set()
-        for unit in units:
-            t = unit.tenant_id
-            for command in unit.commands:
-                match command:
-                    case CreateAccount():
-                        account_keys.add((t, command.id))
-                        currencies.add((t, command.currency))
-                    case ChangeAccount():
-                        account_keys.add((t, command.account_id))
-                    case CreateTransfer():
-                        transfer_keys.add((t, command.id))
-                        account_keys.update(
-                            {(t, command.debit_account_id), (t, command.credit_account_id)}
-                        )
-                    case PostTransfer() | VoidTransfer() | ExpireTransfer():
-                        transfer_keys.add((t, command.transfer_id))
-                    case ReverseTransfer():
-                        transfer_keys.update({(t, command.transfer_id), (t, command.id)})
-                    case CreateJournalEntry():
-                        journal_keys.add((t, command.id))
-                        account_keys.update((t, leg.account_id) for leg in command.legs)
-        for row in self._rows_by_key(connection, ledger_transfers, transfer_keys):
+        fetched = self._fetch(connection, units, _Wanted.of(units))
+        for row in fetched.transfers:
             transfer = _transfer(row)
             snapshot.transfers[(transfer.tenant_id, transfer.id)] = transfer
-            account_keys.update(
-                {
-                    (transfer.tenant_id, transfer.debit_account_id),
-                    (transfer.tenant_id, transfer.credit_account_id),
-                }
-            )
-        for row in self._rows_by_key(connection, ledger_journal_entries, journal_keys):
+        for row in fetched.journal_entries:
             entry = _journal_entry(row)
             snapshot.journal_entries[(entry.tenant_id, entry.id)] = entry
-        for tenant, currency in sorted(currencies):
-            rows = connection.execute(
-                sa.select(ledger_accounts.c.id, ledger_accounts.c.code).where(
-                    ledger_accounts.c.tenant_id == tenant,
-                    ledger_accounts.c.currency == currency,
-                    ledger_accounts.c.code.is_not(None),
-                )
-            ).all()
-            for system_row in rows:
-                snapshot.system[(tenant, currency, system_row.code)] = system_row.id
-        accounts = {
-            (row.tenant_id, row.id): row
-            for row in self._rows_by_key(connection, ledger_accounts, account_keys)
-        }
+        for row in fetched.system:
+            snapshot.system[(row.tenant_id, row.currency, row.code)] = row.id
+        accounts = {(row.tenant_id, row.id): row for row in fetched.accounts}
         exact = self._exact_accounts(units, snapshot, accounts)
         # The other shards of a hot account, read without a lock: its total to within what
         # concurrent groups add meanwhile, for the overflow check (the balance check never
         # needs it: an account that can be overdrawn is always locked whole). Near the
         # integer limit the account is locked whole too, so that check is exact there.
-        unlocked = self._unlocked_shards(
-            connection, [k for k, r in accounts.items() if r.shards > 1 and k not in exact]
-        )
+        unlocked: dict[Key, dict[int, Balances]] = {}
+        for row in fetched.shards:
+            key = (row.tenant_id, row.account_id)
+            if key not in exact:
+                unlocked.setdefault(key, {})[row.shard] = _balances(row)
         moved = _amounts_moved(units, snapshot)
         shard_for: dict[Key, int] = {}
         for key, row in accounts.items():
@@ -299,15 +259,12 @@ class SqlLedgerStore:
                 wanted.extend((key[0], key[1], s) for s in range(row.shards))
             else:
                 wanted.append((key[0], key[1], shard))
-        locked = self._lock_balances(connection, wanted)
-        if not self._sqlite:
+        locked, reread = self._lock_balances(connection, wanted, accounts)
+        if reread is not None:
             # Status and limit again, now that the balance rows are ours: a freeze or a
             # limit change locks them too, so one committed before we got them is seen
             # here, and one after waits for this group (the first read may predate both).
-            accounts = {
-                (row.tenant_id, row.id): row
-                for row in self._rows_by_key(connection, ledger_accounts, accounts)
-            }
+            accounts = {(row.tenant_id, row.id): row for row in reread}
         for key, row in accounts.items():
             shards = dict(unlocked.get(key, {})) if key not in exact else {}
             shards.update(locked.get(key, {}))
@@ -318,20 +275,6 @@ class SqlLedgerStore:
             snapshot.accounts[key] = account
         snapshot.new_system_room = _budget(self._shards) * self._shards
         return snapshot, _Plan(shard_for, locked)
-
-    def _unlocked_shards(
-        self, connection: Connection, keys: list[Key]
-    ) -> dict[Key, dict[int, Balances]]:
-        if not keys:
-            return {}
-        b = ledger_balances.c
-        rows = connection.execute(
-            sa.select(ledger_balances).where(sa.tuple_(b.tenant_id, b.account_id).in_(sorted(keys)))
-        ).all()
-        found: dict[Key, dict[int, Balances]] = {}
-        for row in rows:
-            found.setdefault((row.tenant_id, row.account_id), {})[row.shard] = _balances(row)
-        return found
 
     def _exact_accounts(
         self, units: Sequence[Unit], snapshot: Snapshot, rows: dict[Key, Row[Any]]
@@ -385,58 +328,45 @@ class SqlLedgerStore:
         return rows
 
     def _lock_balances(
-        self, connection: Connection, wanted: list[tuple[str, str, int]]
-    ) -> dict[Key, dict[int, Balances]]:
-        """The rows ``wanted`` (tenant, account, shard), locked in one fixed order."""
+        self, connection: Connection, wanted: list[tuple[str, str, int]], accounts: Iterable[Key]
+    ) -> tuple[dict[Key, dict[int, Balances]], list[Any] | None]:
+        """The rows ``wanted`` (tenant, account, shard), locked in one fixed order; on
+        PostgreSQL also the ``accounts`` rows read again once those locks are held."""
         totals: dict[Key, dict[int, Balances]] = {}
         ordered = sorted(set(wanted))
-        b = ledger_balances.c
-        chunks: list[Iterable[Row[Any]]] = []
-        if ordered and not self._sqlite:
-            # Rows locked in (tenant, account, shard) order by every group: no deadlock.
-            chunks.append(
-                connection.execute(
-                    _PG_LOCK_BALANCES,
-                    {
-                        "t": [w[0] for w in ordered],
-                        "a": [w[1] for w in ordered],
-                        "s": [w[2] for w in ordered],
-                    },
-                ).all()
-            )
-            ordered = []
-        for start in range(0, len(ordered), SQLITE_KEYS_PER_QUERY):
-            chunk = ordered[start : start + SQLITE_KEYS_PER_QUERY]
-            query = (
-                sa.select(ledger_balances)
-                .where(sa.tuple_(b.tenant_id, b.account_id, b.shard).in_(chunk))
-                .order_by(b.tenant_id, b.account_id, b.shard)
-            )
-            chunks.append(connection.execute(query).all())
-        for result in chunks:
-            for row in result:
-                totals.setdefault((row.tenant_id, row.account_id), {})[row.shard] = _balances(row)
-        return totals
-
-    def _insert(self, connection: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-        if self._sqlite:  # in-process: executemany costs no round trips
-            connection.execute(table.insert(), rows)
-            return
-        columns = tuple(rows[0])
-        payload = json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
-        connection.execute(_pg_bulk_insert(table, columns), {"rows": payload})
+        reread: list[Any] | None = None
+        rows: list[Any] = []
+        if not self._sqlite:
+            pipeline = ledger_pg.Pipeline(connection)
+            if ordered:
+                pipeline.add(ledger_pg.lock_balances(ordered))
+            pipeline.add(ledger_pg.rows_by_key("ledger_accounts", accounts))
+            *locked, reread = pipeline.run()
+            rows = locked[0] if locked else []
+        else:
+            b = ledger_balances.c
+            for start in range(0, len(ordered), SQLITE_KEYS_PER_QUERY):
+                chunk = ordered[start : start + SQLITE_KEYS_PER_QUERY]
+                query = (
+                    sa.select(ledger_balances)
+                    .where(sa.tuple_(b.tenant_id, b.account_id, b.shard).in_(chunk))
+                    .order_by(b.tenant_id, b.account_id, b.shard)
+                )
+                rows.extend(connection.execute(query).all())
+        for row in rows:
+            totals.setdefault((row.tenant_id, row.account_id), {})[row.shard] = _balances(row)
+        return totals, reread
 
     def _write(
         self,
-        connection: Connection,
+        writes: _Writes,
         units: Sequence[Unit],
         effects: Effects,
         plan: _Plan,
         now_us: int,
     ) -> None:
         if effects.new_accounts:
-            self._insert(
-                connection,
+            writes.insert(
                 ledger_accounts,
                 [
                     {
@@ -457,8 +387,7 @@ class SqlLedgerStore:
                     for a in effects.new_accounts
                 ],
             )
-            self._insert(
-                connection,
+            writes.insert(
                 ledger_balances,
                 [
                     {
@@ -476,19 +405,15 @@ class SqlLedgerStore:
                 plan.shard_for[(a.tenant_id, a.id)] = 0
                 plan.locked[(a.tenant_id, a.id)] = {s: Balances() for s in range(shards)}
         if effects.changed_accounts:
-            connection.execute(
-                ledger_accounts.update()
-                .where(
-                    ledger_accounts.c.tenant_id == sa.bindparam("k_tenant"),
-                    ledger_accounts.c.id == sa.bindparam("k_id"),
-                )
-                .values(status=sa.bindparam("v_status"), overdraft_limit=sa.bindparam("v_limit")),
+            writes.update(
+                ledger_accounts,
+                ("tenant_id", "id"),
                 [
                     {
-                        "k_tenant": a.tenant_id,
-                        "k_id": a.id,
-                        "v_status": a.status,
-                        "v_limit": a.overdraft_limit,
+                        "tenant_id": a.tenant_id,
+                        "id": a.id,
+                        "status": a.status,
+                        "overdraft_limit": a.overdraft_limit,
                     }
                     for a in effects.changed_accounts
                 ],
@@ -499,65 +424,27 @@ class SqlLedgerStore:
                 for key, total in effects.balance_deltas.items()
                 for shard, delta in _spread(total, plan.shard_for[key], plan.locked.get(key, {}))
             )
-            if self._sqlite:  # in-process: executemany costs no round trips
-                b = ledger_balances.c
-                connection.execute(
-                    ledger_balances.update()
-                    .where(
-                        b.tenant_id == sa.bindparam("k_tenant"),
-                        b.account_id == sa.bindparam("k_account"),
-                        b.shard == sa.bindparam("k_shard"),
-                    )
-                    .values({c: b[c] + sa.bindparam(f"d_{c}") for c in COUNTERS}),
-                    [
-                        {
-                            "k_tenant": key[0],
-                            "k_account": key[1],
-                            "k_shard": shard,
-                            **{f"d_{c}": getattr(delta, c) for c in COUNTERS},
-                        }
-                        for (key, shard), delta in deltas
-                    ],
-                )
-            else:  # one statement for the whole group, whatever its size
-                arrays: dict[str, list[Any]] = {
-                    "t": [key[0] for (key, _), _ in deltas],
-                    "a": [key[1] for (key, _), _ in deltas],
-                    "s": [shard for (_, shard), _ in deltas],
-                }
-                for c in COUNTERS:
-                    arrays[c] = [getattr(d, c) for _, d in deltas]
-                connection.execute(_PG_ADD_TO_BALANCES, arrays)
+            writes.add_to_balances(deltas)
         if effects.new_transfers:
-            self._insert(
-                connection, ledger_transfers, [_transfer_row(t) for t in effects.new_transfers]
-            )
+            writes.insert(ledger_transfers, [_transfer_row(t) for t in effects.new_transfers])
         if effects.changed_transfers:
-            t = ledger_transfers.c
-            connection.execute(
-                ledger_transfers.update()
-                .where(t.tenant_id == sa.bindparam("k_tenant"), t.id == sa.bindparam("k_id"))
-                .values(
-                    status=sa.bindparam("v_status"),
-                    posted_amount=sa.bindparam("v_posted"),
-                    resolved_at_us=sa.bindparam("v_resolved"),
-                    reversed_amount=sa.bindparam("v_reversed"),
-                ),
+            writes.update(
+                ledger_transfers,
+                ("tenant_id", "id"),
                 [
                     {
-                        "k_tenant": x.tenant_id,
-                        "k_id": x.id,
-                        "v_status": x.status,
-                        "v_posted": x.posted_amount,
-                        "v_resolved": x.resolved_at_us,
-                        "v_reversed": x.reversed_amount,
+                        "tenant_id": x.tenant_id,
+                        "id": x.id,
+                        "status": x.status,
+                        "posted_amount": x.posted_amount,
+                        "resolved_at_us": x.resolved_at_us,
+                        "reversed_amount": x.reversed_amount,
                     }
                     for x in effects.changed_transfers
                 ],
             )
         if effects.new_journal_entries:
-            self._insert(
-                connection,
+            writes.insert(
                 ledger_journal_entries,
                 [
                     {
@@ -571,8 +458,7 @@ class SqlLedgerStore:
                 ],
             )
         if effects.entries:
-            self._insert(
-                connection,
+            writes.insert(
                 ledger_entries,
                 [
                     {
@@ -588,8 +474,7 @@ class SqlLedgerStore:
                 ],
             )
         if effects.events:
-            self._insert(
-                connection,
+            writes.insert(
                 outbox_events,
                 [
                     {
@@ -608,8 +493,7 @@ class SqlLedgerStore:
                     for _, event in effects.events
                 ],
             )
-            self._insert(
-                connection,
+            writes.insert(
                 audit_entries,
                 [
                     {
@@ -627,7 +511,7 @@ class SqlLedgerStore:
             )
 
     def _finish_claims(
-        self, connection: Connection, units: Sequence[Unit], results: list[list[Outcome]]
+        self, writes: _Writes, units: Sequence[Unit], results: list[list[Outcome]]
     ) -> None:
         """Store each claimed unit's response with its key, in the money transaction."""
         done = []
@@ -637,30 +521,16 @@ class SqlLedgerStore:
             response = unit.claim.respond(outcomes)
             done.append(
                 {
-                    "k_tenant": unit.tenant_id,
-                    "k_key": unit.claim.key,
-                    "k_token": unit.claim.token,
-                    "v_status": response.status,
-                    "v_body": response.body,
+                    "tenant_id": unit.tenant_id,
+                    "key": unit.claim.key,
+                    "token": unit.claim.token,
+                    "state": "done",
+                    "response_status": response.status,
+                    "response_body": response.body,
                 }
             )
-        if not done:
-            return
-        k = idempotency_keys.c
-        connection.execute(
-            idempotency_keys.update()
-            .where(
-                k.tenant_id == sa.bindparam("k_tenant"),
-                k.key == sa.bindparam("k_key"),
-                k.token == sa.bindparam("k_token"),
-            )
-            .values(
-                state="done",
-                response_status=sa.bindparam("v_status"),
-                response_body=sa.bindparam("v_body"),
-            ),
-            done,
-        )
+        if done:
+            writes.update(idempotency_keys, ("tenant_id", "key", "token"), done)
 
     # -- Idempotency-Key claims --------------------------------------------------------------
     def claim_key(
@@ -856,6 +726,126 @@ class SqlLedgerStore:
         return [(r.tenant_id, r.id) for r in rows]
 
 
+class _Writes:
+    """A group's writes: run at once on SQLite (in-process: ``executemany`` costs no round
+    trips), queued into one pipeline on PostgreSQL and sent by ``flush``."""
+
+    def __init__(self, connection: Connection, sqlite: bool) -> None:
+        self._connection = connection
+        self._pipeline = None if sqlite else ledger_pg.Pipeline(connection)
+
+    def insert(self, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self._pipeline is None:
+            self._connection.execute(table.insert(), rows)
+        else:
+            self._pipeline.add(ledger_pg.bulk_insert(table.name, rows))
+
+    def update(self, table: sa.Table, keys: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+        """Set each row's other members on the row with its ``keys``."""
+        if not rows:
+            return
+        if self._pipeline is not None:
+            self._pipeline.add(ledger_pg.bulk_update(table.name, keys, rows))
+            return
+        # Parameter names apart from column names: SQLAlchemy reserves those in UPDATE.
+        columns = [c for c in rows[0] if c not in keys]
+        self._connection.execute(
+            table.update()
+            .where(*(table.c[k] == sa.bindparam(f"k_{k}") for k in keys))
+            .values({c: sa.bindparam(f"v_{c}") for c in columns}),
+            [{(f"k_{c}" if c in keys else f"v_{c}"): v for c, v in row.items()} for row in rows],
+        )
+
+    def add_to_balances(self, deltas: list[tuple[tuple[Key, int], Balances]]) -> None:
+        if self._pipeline is not None:  # one statement for the whole group
+            self._pipeline.add(
+                ledger_pg.add_to_balances(
+                    [
+                        {
+                            "tenant_id": key[0],
+                            "account_id": key[1],
+                            "shard": shard,
+                            **{c: getattr(d, c) for c in COUNTERS},
+                        }
+                        for (key, shard), d in deltas
+                    ]
+                )
+            )
+            return
+        b = ledger_balances.c
+        self._connection.execute(
+            ledger_balances.update()
+            .where(
+                b.tenant_id == sa.bindparam("k_tenant"),
+                b.account_id == sa.bindparam("k_account"),
+                b.shard == sa.bindparam("k_shard"),
+            )
+            .values({c: b[c] + sa.bindparam(f"d_{c}") for c in COUNTERS}),
+            [
+                {
+                    "k_tenant": key[0],
+                    "k_account": key[1],
+                    "k_shard": shard,
+                    **{f"d_{c}": getattr(delta, c) for c in COUNTERS},
+                }
+                for (key, shard), delta in deltas
+            ],
+        )
+
+    def flush(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.run()
+
+
+@dataclass
+class _Wanted:
+    """The keys a group names, before anything is read."""
+
+    transfers: set[Key] = field(default_factory=set)
+    journal_entries: set[Key] = field(default_factory=set)
+    accounts: set[Key] = field(default_factory=set)
+    currencies: set[tuple[str, str]] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, units: Sequence[Unit]) -> _Wanted:
+        wanted = cls()
+        for unit in units:
+            t = unit.tenant_id
+            for command in unit.commands:
+                match command:
+                    case CreateAccount():
+                        wanted.accounts.add((t, command.id))
+                        wanted.currencies.add((t, command.currency))
+                    case ChangeAccount():
+                        wanted.accounts.add((t, command.account_id))
+                    case CreateTransfer():
+                        wanted.transfers.add((t, command.id))
+                        wanted.accounts.add((t, command.debit_account_id))
+                        wanted.accounts.add((t, command.credit_account_id))
+                    case PostTransfer() | VoidTransfer() | ExpireTransfer():
+                        wanted.transfers.add((t, command.transfer_id))
+                    case ReverseTransfer():
+                        wanted.transfers.update({(t, command.transfer_id), (t, command.id)})
+                    case CreateJournalEntry():
+                        wanted.journal_entries.add((t, command.id))
+                        wanted.accounts.update((t, leg.account_id) for leg in command.legs)
+        return wanted
+
+
+@dataclass
+class _Fetched:
+    """What a group read before locking: rows of each table (shards: hot accounts' shard
+    rows, read without a lock; PostgreSQL only, as SQLite locks every account whole)."""
+
+    transfers: list[Any] = field(default_factory=list)
+    journal_entries: list[Any] = field(default_factory=list)
+    system: list[Any] = field(default_factory=list)
+    accounts: list[Any] = field(default_factory=list)
+    shards: list[Any] = field(default_factory=list)
+
+
 def _movements(units: Sequence[Unit], snapshot: Snapshot) -> Iterator[tuple[Key, Side | None, int]]:
     """Every account a group may move money on: the side, and an upper bound of the amount.
 
@@ -985,7 +975,7 @@ def _account(row: Row[Any], balances: Balances) -> Account:
         bounded=bool(row.bounded),
         overdraft_limit=int(row.overdraft_limit),
         status=cast(AccountStatus, row.status),
-        metadata=json.loads(row.metadata),
+        metadata=json_codec.loads(row.metadata),
         created_at_us=int(row.created_at_us),
         code=row.code,
         balances=balances,
@@ -1003,7 +993,7 @@ def _transfer(row: Row[Any]) -> Transfer:
         currency=row.currency,
         status=cast(TransferStatus, row.status),
         pending=bool(row.pending),
-        metadata=json.loads(row.metadata),
+        metadata=json_codec.loads(row.metadata),
         created_at_us=int(row.created_at_us),
         expires_at_us=row.expires_at_us,
         posted_amount=row.posted_amount,
@@ -1036,10 +1026,10 @@ def _transfer_row(t: Transfer) -> dict[str, Any]:
 def _journal_entry(row: Row[Any]) -> JournalEntry:
     legs = tuple(
         Leg(leg["account_id"], leg["side"], int(leg["amount"]), leg["currency"])
-        for leg in json.loads(row.legs)
+        for leg in json_codec.loads(row.legs)
     )
     return JournalEntry(
-        row.id, row.tenant_id, legs, json.loads(row.metadata), int(row.created_at_us)
+        row.id, row.tenant_id, legs, json_codec.loads(row.metadata), int(row.created_at_us)
     )
 
 
