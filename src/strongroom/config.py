@@ -332,6 +332,35 @@ class LedgerSettings(BaseModel):
     hot_account_shards: int = Field(default=8, ge=1, le=64)
 
 
+class AuditSettings(BaseModel):
+    """The tamper-evident audit log's sequencer (issue 5; ``audit/sequencer.py``)."""
+
+    # The checkpoint's origin line (C2SP tlog-checkpoint) and the signing key's name: the
+    # log's identity for verifiers and witnesses, so choose it once (a schemaless URL prefix).
+    origin: str = Field(default="strongroom.local/audit", min_length=1, pattern=r"^[^\s+]+$")
+    # A growing log gets a signed checkpoint at least this often (issue 5: ≤ 1 s from
+    # commit to checkpoint at p95; poll + interval + one batch must stay below it).
+    checkpoint_interval_s: float = Field(default=0.5, gt=0, le=60)
+    # Entries per append transaction (see audit.sequencer.BATCH_MAX_DEFAULT).
+    batch_max: int = Field(default=4096, ge=1, le=50_000)
+    # An idle sequencer looks for new entries this often.
+    poll_interval_s: float = Field(default=0.1, gt=0, le=10)
+    # A missing audit_entries seq (a transaction still in flight, or rolled back) is waited
+    # for this long before the sequencer stops looking (audit/commit_horizon.py). It must
+    # exceed the longest transaction the database lets live (PostgreSQL: set
+    # idle_in_transaction_session_timeout / transaction_timeout below it).
+    gap_grace_s: float = Field(default=120.0, gt=0)
+    # The C2SP signer key (PRIVATE+KEY+...), created 0600 on first start;
+    # unset → <data_dir>/audit/log.key.
+    key_path: Path | None = None
+    # Every published checkpoint is appended here (JSON lines): keep it off the database host.
+    export_path: Path | None = None
+    # Every published checkpoint's note is POSTed here (text/plain); failures are logged.
+    export_url: str | None = None
+    # A slow sink must not hold up checkpoints for long.
+    export_timeout_s: float = Field(default=2.0, gt=0, le=30)
+
+
 class SecretSettings(BaseModel):
     # Shared by edge and pods: pods trust Forwarded/X-Request-Id only with this proof.
     edge_secret: SecretStr = SecretStr(DEFAULT_EDGE_SECRET)
@@ -358,6 +387,7 @@ class Settings(BaseSettings):
     observe: ObserveSettings = Field(default_factory=ObserveSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     secrets: SecretSettings = Field(default_factory=SecretSettings)
 
     @classmethod
@@ -409,6 +439,10 @@ class Settings(BaseSettings):
         if self.database.url:
             return self.database.url
         return f"sqlite:///{(self.data_dir / 'strongroom.db').resolve()}"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit.key_path or self.data_dir / "audit" / "log.key"
 
     @property
     def issuer(self) -> str:

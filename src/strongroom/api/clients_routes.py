@@ -16,10 +16,12 @@ from pydantic import BaseModel
 
 from strongroom.api.auth_runtime import AuthRuntime
 from strongroom.api.authz import Principal, auth_runtime, requires
+from strongroom.api.ledger_routes import actor_of
 from strongroom.api.problems import PROBLEM_RESPONSES, ProblemError
+from strongroom.api.request_context import request_context
 from strongroom.auth.ports import ClientRecord, DenyEntry
 
-router = APIRouter(prefix="/clients", tags=["clients"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/clients", tags=["clients"], responses=PROBLEM_RESPONSES)
 
 
 class ClientView(BaseModel):
@@ -81,7 +83,11 @@ async def suspend(
     await _own_client(runtime, principal, client_id)
     await anyio.to_thread.run_sync(
         lambda: runtime.revocations.suspend_client(
-            client_id, reason=f"suspended by {principal.client_id}", tenant_id=principal.tenant
+            client_id,
+            reason=f"suspended by {principal.client_id}",
+            tenant_id=principal.tenant,
+            actor=actor_of(principal),
+            request_id=request_context(request).request_id,
         )
     )
     auth = runtime.settings.auth

@@ -53,7 +53,7 @@ ENTRY_PAGE_MAX = 1000
 ID_CHARS_MAX = 36
 
 router = APIRouter(
-    prefix="/accounts", tags=["accounts"], responses=PROBLEM_RESPONSES, route_class=LedgerRoute
+    prefix="/v1/accounts", tags=["accounts"], responses=PROBLEM_RESPONSES, route_class=LedgerRoute
 )
 
 Reader = Annotated[Principal, Depends(requires("accounts:read"))]

@@ -131,7 +131,9 @@ def actor_of(principal: Principal) -> Actor:
 
 
 def problems_for(request: Request) -> ProblemRenderer:
-    return ProblemRenderer(request.url.path, request_context(request).request_id)
+    # The scope's path, not ``request.url``: building a URL costs more than the rest of
+    # the renderer, and most renderers never render a problem.
+    return ProblemRenderer(request.scope["path"], request_context(request).request_id)
 
 
 # --- the write path -----------------------------------------------------------------------

@@ -62,10 +62,10 @@ from strongroom.ledger.model import BATCH_MAX, JOURNAL_LEGS_MAX, Leg, Transfer
 from strongroom.ledger.ports import Outcome
 
 router = APIRouter(
-    prefix="/transfers", tags=["transfers"], responses=PROBLEM_RESPONSES, route_class=LedgerRoute
+    prefix="/v1/transfers", tags=["transfers"], responses=PROBLEM_RESPONSES, route_class=LedgerRoute
 )
 journal_router = APIRouter(
-    prefix="/journal-entries",
+    prefix="/v1/journal-entries",
     tags=["transfers"],
     responses=PROBLEM_RESPONSES,
     route_class=LedgerRoute,

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from strongroom.adapters.db.tenant_admin import TENANT_PAGE_MAX, SqlTenantAdmin
 from strongroom.api.auth_runtime import AuthRuntime
 from strongroom.api.authz import Principal, auth_runtime, requires
+from strongroom.api.ledger_routes import actor_of
 from strongroom.api.oauth_http import client_cache
 from strongroom.api.problems import PROBLEM_RESPONSES, ProblemError, register_problem
 from strongroom.api.request_context import request_context
@@ -52,7 +53,7 @@ TENANT_ID_CHARS_MAX = 36
 # The tenants.name column's width.
 TENANT_NAME_CHARS_MAX = 200
 
-router = APIRouter(prefix="/tenants", tags=["tenants"], responses=PROBLEM_RESPONSES)
+router = APIRouter(prefix="/v1/tenants", tags=["tenants"], responses=PROBLEM_RESPONSES)
 
 
 class TenantCreate(BaseModel):
@@ -138,7 +139,14 @@ async def _tenant(runtime: AuthRuntime, tenant_id: str) -> TenantRecord:
 )
 async def create(body: TenantCreate, request: Request, principal: Operator) -> TenantView:
     runtime = auth_runtime(request)
-    tenant_id = await anyio.to_thread.run_sync(create_tenant, runtime.tenants, body.name)
+    tenant_id = await anyio.to_thread.run_sync(
+        lambda: create_tenant(
+            runtime.tenants,
+            body.name,
+            actor=actor_of(principal),
+            request_id=request_context(request).request_id,
+        )
+    )
     audit_log.info("tenant.created", tenant=tenant_id, by_client=principal.client_id)
     return _view(await _tenant(runtime, tenant_id))
 
@@ -176,17 +184,21 @@ async def suspend(tenant_id: TenantId, request: Request, principal: Operator) ->
         raise ProblemError("conflict", f"Tenant {tenant_id} is closed.")
     reason = f"tenant {tenant_id} suspended by {principal.client_id}"
     admin = _admin(request)
+    actor = actor_of(principal)
+    request_id = request_context(request).request_id
 
     def suspend_everything() -> tuple[TenantRecord | None, list[str]]:
         # Status first: from here on no new client of the tenant can be created, so the
         # listing below misses none (a client being created this instant is refused by
         # the token endpoint's tenant check).
-        updated = admin.set_status(tenant_id, "suspended")
+        updated = admin.set_status(tenant_id, "suspended", actor=actor, request_id=request_id)
         if updated is None:
             return None, []
         client_ids = [c.client_id for c in runtime.clients.list_for_tenant(tenant_id)]
         for client_id in client_ids:
-            runtime.revocations.suspend_client(client_id, reason=reason, tenant_id=tenant_id)
+            runtime.revocations.suspend_client(
+                client_id, reason=reason, tenant_id=tenant_id, actor=actor, request_id=request_id
+            )
         return updated, client_ids
 
     updated, client_ids = await anyio.to_thread.run_sync(suspend_everything)

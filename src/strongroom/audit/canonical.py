@@ -52,8 +52,16 @@ EVENT_TYPES: frozenset[str] = LEDGER_EVENT_TYPES | frozenset(
         "settlement.completed",
         "settlement.failed",
         # Authentication and administration.
+        "tenant.created",
+        "tenant.suspended",
+        "tenant.reactivated",
+        "tenant.closed",
         "oauth_client.created",
         "oauth_client.suspended",
+        "oauth_client.reactivated",
+        "user.created",
+        "user.disabled",
+        "user.reactivated",
         "signing_key.rotated",
         "config.changed",
         # Automated security response.

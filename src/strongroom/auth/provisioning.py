@@ -24,19 +24,41 @@ from strongroom.auth.ports import (
 )
 from strongroom.auth.scopes import OPERATOR_SCOPES, SCOPES
 from strongroom.auth.secrets import SecretHasher, generate_client_secret
+from strongroom.ledger.ports import Actor
 
 
 class ProvisioningError(ValueError):
     """An operator request that cannot be carried out; the message says why."""
 
 
-def create_tenant(tenants: TenantRepository, name: str, tenant_id: str | None = None) -> str:
+class AuditedTenantRepository(TenantRepository, Protocol):
+    def create(
+        self,
+        tenant_id: str,
+        name: str,
+        *,
+        actor: Actor | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        """Store the tenant and its audit entry (who created it, for which request) at once."""
+        ...
+
+
+def create_tenant(
+    tenants: AuditedTenantRepository,
+    name: str,
+    tenant_id: str | None = None,
+    *,
+    actor: Actor | None = None,
+    request_id: str | None = None,
+) -> str:
+    """A new tenant's id; ``actor`` and ``request_id`` go into its audit entry."""
     if not name.strip():
         raise ProvisioningError("a tenant needs a name")
     new_id = tenant_id or str(uuid.uuid4())
     if tenants.get(new_id) is not None:
         raise ProvisioningError(f"tenant {new_id} exists")
-    tenants.create(new_id, name.strip())
+    tenants.create(new_id, name.strip(), actor=actor, request_id=request_id)
     return new_id
 
 

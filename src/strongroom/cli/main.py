@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from strongroom import __version__
+from strongroom.cli.audit_commands import register_audit_commands
 from strongroom.cli.auth_commands import register_auth_commands
 from strongroom.cli.config_view import masked_settings, to_toml
 from strongroom.cli.dpop_commands import register_dpop_commands
@@ -182,6 +183,7 @@ def _safe_url(url: str) -> str:
 register_auth_commands(app)
 register_user_commands(app)
 register_dpop_commands(app)
+register_audit_commands(app)
 
 if __name__ == "__main__":
     app()

@@ -123,7 +123,86 @@ def ledger_maintenance_job(settings: Settings, index: int) -> Job | None:
     return periodic_job("ledger-maintenance", settings.ledger.hold_expiry_poll_s, step)
 
 
-JOB_FACTORIES: list[JobFactory] = [cert_renewal_job, key_rotation_job, ledger_maintenance_job]
+def audit_sequencer_job(settings: Settings, index: int) -> Job | None:
+    """Sequence audit entries into the Merkle tree and publish signed checkpoints.
+
+    Worker 0 only, and on PostgreSQL only while holding the one-sequencer advisory lock
+    (another host's worker waits for it). Blocking database steps run in a thread; a failed
+    step is logged and retried after ``audit.poll_interval_s`` (the sequencer reloads its
+    state from the store first), so a database restart does not end the worker.
+    """
+    if index != 0:
+        return None
+    import time  # noqa: PLC0415
+
+    from strongroom.adapters.db.audit_store import (  # noqa: PLC0415 - SQLAlchemy import
+        SequencerLock,
+        SqlAuditStore,
+    )
+    from strongroom.adapters.db.engine import make_engine  # noqa: PLC0415
+    from strongroom.audit.sequencer import Sequencer  # noqa: PLC0415
+    from strongroom.ledger.model import now_us  # noqa: PLC0415
+    from strongroom.runtime.audit_export import CheckpointExporter  # noqa: PLC0415
+    from strongroom.runtime.audit_key import load_or_create_signer  # noqa: PLC0415
+
+    audit = settings.audit
+
+    async def run(stop: asyncio.Event) -> None:
+        engine = make_engine(settings)
+        lock = SequencerLock(engine)
+        exporter = CheckpointExporter(audit.export_path, audit.export_url, audit.export_timeout_s)
+        try:
+            signer = await asyncio.to_thread(
+                load_or_create_signer, settings.audit_key_path, audit.origin
+            )
+            while not await asyncio.to_thread(lock.try_acquire):
+                log.info("audit sequencer waiting for the lock")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), audit.poll_interval_s * 10)
+                if stop.is_set():
+                    return
+            sequencer = Sequencer(
+                SqlAuditStore(engine),
+                signer,
+                origin=audit.origin,
+                checkpoint_interval_s=audit.checkpoint_interval_s,
+                gap_grace_s=audit.gap_grace_s,
+                clock=time.monotonic,
+                now_us=now_us,
+                batch_max=audit.batch_max,
+                on_publish=exporter,
+            )
+            while not stop.is_set():
+                wait_s = audit.poll_interval_s
+                try:
+                    result, _ = await asyncio.to_thread(sequencer.run_once)
+                except Exception:
+                    log.exception("audit sequencer step failed")
+                else:
+                    if result.gaps_abandoned:
+                        log.warning("audit gaps abandoned", count=result.gaps_abandoned)
+                    if result.sequenced >= audit.batch_max:
+                        wait_s = 0.0  # more are waiting
+                    due = sequencer.seconds_until_due()
+                    if due is not None:
+                        wait_s = min(wait_s, due)
+                if wait_s > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), wait_s)
+        finally:
+            await asyncio.to_thread(lock.release)
+            await asyncio.to_thread(exporter.close)
+            engine.dispose()
+
+    return Job(name="audit-sequencer", run=run)
+
+
+JOB_FACTORIES: list[JobFactory] = [
+    cert_renewal_job,
+    key_rotation_job,
+    ledger_maintenance_job,
+    audit_sequencer_job,
+]
 
 
 def jobs_for(

@@ -264,7 +264,7 @@ def test_a_cosignature_key_is_not_a_note_key_and_vice_versa() -> None:
 
 def test_cosigner_key_strings_use_type_0x04_and_round_trip() -> None:
     witness = Cosigner.generate("witness.example/w1")
-    assert base64.b64decode(witness.verifier_key().split("+")[2])[0] == 0x04
+    assert base64.b64decode(witness.verifier_key().split("+", 2)[2])[0] == 0x04
     assert Cosigner.from_key(witness.private_key_string()).verifier_key() == witness.verifier_key()
     assert CosignatureVerifier.from_key(witness.verifier_key()) == witness.verifier()
 

@@ -120,6 +120,7 @@ def test_default_jobs_include_cert_renewal_on_worker_zero():
         "cert-renewal",
         "key-rotation",
         "ledger-maintenance",
+        "audit-sequencer",
     ]
 
 

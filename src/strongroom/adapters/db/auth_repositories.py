@@ -14,6 +14,12 @@ still lets readers read): a sequence value is handed out inside the lock and com
 before the next writer gets one, so ``seq`` order is commit order and a pod that has
 read up to ``seq`` N can never later miss a smaller one. SQLite has a single writer, so
 the same holds there for free.
+
+Every administrative change (a tenant or client created, a client suspended or
+reactivated, the signing key set changed) writes its audit entry (``audit_events``) in
+the same transaction. Writers take an optional ``actor`` (default: ``SYSTEM_ACTOR``) and
+``request_id`` for it; only an actual change is recorded, so a repeated suspension adds
+no entry.
 """
 
 from __future__ import annotations
@@ -29,6 +35,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
+from strongroom.adapters.db.audit_events import (
+    AuditActor,
+    client_event_data,
+    epoch_us,
+    record_actor_event,
+)
 from strongroom.adapters.db.engine import write_transaction
 from strongroom.adapters.db.schema import (
     deny_list_events,
@@ -153,11 +165,13 @@ def _set_client_status(
     reason: str,
     client_deny_ttl_s: float | None,
     now: float,
+    actor: AuditActor | None,
+    request_id: str | None,
 ) -> bool:
     """Flip a client's status; a suspension is announced to pods in the same transaction.
 
-    Returns ``True`` when the client exists. Only an actual change is announced, so
-    repeating a suspension does not grow the stream.
+    Returns ``True`` when the client exists. Only an actual change is announced and
+    audited, so repeating a suspension grows neither the stream nor the audit log.
     """
     # Events lock first, client row second: the order every writer here takes them in
     # (a revocation's foreign-key check share-locks the client row), so none deadlock.
@@ -166,13 +180,27 @@ def _set_client_status(
     if tenant_id is not None:
         where.append(oauth_clients.c.tenant_id == tenant_id)
     current = connection.execute(
-        sa.select(oauth_clients.c.status).where(*where).with_for_update(key_share=True)
-    ).scalar_one_or_none()
+        sa.select(oauth_clients.c.status, oauth_clients.c.tenant_id)
+        .where(*where)
+        .with_for_update(key_share=True)
+    ).first()
     if current is None:
         return False
-    if current == status:
+    if current.status == status:
         return True
     connection.execute(oauth_clients.update().where(*where).values(status=status))
+    record_actor_event(
+        connection,
+        event_type="oauth_client.suspended"
+        if status == "suspended"
+        else "oauth_client.reactivated",
+        tenant_id=current.tenant_id,
+        actor=actor,
+        request_id=request_id,
+        subject_ids=[client_id],
+        data={"reason": reason[:REASON_CHARS_MAX]},
+        occurred_at_us=epoch_us(now),
+    )
     if status == "suspended":
         expires_at = None if client_deny_ttl_s is None else now + client_deny_ttl_s
         _emit_deny_event(
@@ -200,7 +228,14 @@ class SqlTenantRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def create(self, tenant_id: str, name: str) -> None:
+    def create(
+        self,
+        tenant_id: str,
+        name: str,
+        *,
+        actor: AuditActor | None = None,
+        request_id: str | None = None,
+    ) -> None:
         """Raises ``AlreadyExists`` for a taken id, ``IntegrityError`` for an empty name."""
         try:
             with write_transaction(self._engine) as connection:
@@ -209,6 +244,15 @@ class SqlTenantRepository:
                 ).first():
                     raise AlreadyExists(f"tenant {tenant_id!r} exists")
                 connection.execute(tenants.insert().values(id=tenant_id, name=name))
+                record_actor_event(
+                    connection,
+                    event_type="tenant.created",
+                    tenant_id=tenant_id,
+                    actor=actor,
+                    request_id=request_id,
+                    subject_ids=[tenant_id],
+                    data={"name": name},
+                )
         except IntegrityError as exc:
             # A concurrent create won the race between our check and our insert.
             if self.get(tenant_id) is not None:
@@ -247,7 +291,13 @@ class SqlClientRepository:
         self._client_deny_ttl_s = client_deny_ttl_s
         self._clock = clock
 
-    def create(self, record: ClientRecord) -> None:
+    def create(
+        self,
+        record: ClientRecord,
+        *,
+        actor: AuditActor | None = None,
+        request_id: str | None = None,
+    ) -> None:
         """Raises ``AlreadyExists`` for a taken ``client_id``, ``NotFound`` for no tenant."""
         _check_client_status(record.status)
         if record.jwks is not None and record.secret_hash is not None:
@@ -273,6 +323,16 @@ class SqlClientRepository:
                     raise NotFound(f"tenant {record.tenant_id!r} does not exist")
                 if not _insert_ignoring_duplicates(connection, oauth_clients, **values):
                     raise AlreadyExists(f"client {record.client_id!r} exists")
+                record_actor_event(
+                    connection,
+                    event_type="oauth_client.created",
+                    tenant_id=record.tenant_id,
+                    actor=actor,
+                    request_id=request_id,
+                    subject_ids=[record.client_id],
+                    data=client_event_data(record),
+                    occurred_at_us=epoch_us(self._clock()),
+                )
         except IntegrityError as exc:
             # Either a check constraint, or the tenant vanished between check and insert.
             if SqlTenantRepository(self._engine).get(record.tenant_id) is None:
@@ -303,6 +363,8 @@ class SqlClientRepository:
         *,
         tenant_id: str | None = None,
         reason: str = "status set by operator",
+        actor: AuditActor | None = None,
+        request_id: str | None = None,
     ) -> bool:
         """``True`` when the client exists (in ``tenant_id``, when given) and now has ``status``.
 
@@ -319,6 +381,8 @@ class SqlClientRepository:
                 reason=reason,
                 client_deny_ttl_s=self._client_deny_ttl_s,
                 now=self._clock(),
+                actor=actor,
+                request_id=request_id,
             )
 
 
@@ -336,11 +400,23 @@ class SqlKeyRepository:
         with self._engine.connect() as connection:
             return self._load(connection)
 
-    def replace(self, keys: Sequence[SigningKey]) -> None:
+    def replace(
+        self,
+        keys: Sequence[SigningKey],
+        *,
+        actor: AuditActor | None = None,
+        request_id: str | None = None,
+    ) -> None:
         with self._locked() as connection:
-            self._replace(connection, keys)
+            self._replace(connection, keys, actor=actor, request_id=request_id)
 
-    def rotate(self, plan: Callable[[list[SigningKey]], Sequence[SigningKey]]) -> list[SigningKey]:
+    def rotate(
+        self,
+        plan: Callable[[list[SigningKey]], Sequence[SigningKey]],
+        *,
+        actor: AuditActor | None = None,
+        request_id: str | None = None,
+    ) -> list[SigningKey]:
         """Load, ``plan`` (e.g. ``keys.plan_rotation``) and store in one locked transaction.
 
         Two processes rotating at once (two pods booting on an empty database) otherwise
@@ -349,7 +425,7 @@ class SqlKeyRepository:
         """
         with self._locked() as connection:
             planned = list(plan(self._load(connection)))
-            self._replace(connection, planned)
+            self._replace(connection, planned, actor=actor, request_id=request_id)
         return planned
 
     @contextmanager
@@ -377,12 +453,28 @@ class SqlKeyRepository:
             for row in rows
         ]
 
-    def _replace(self, connection: Connection, keys: Sequence[SigningKey]) -> None:
+    def _replace(
+        self,
+        connection: Connection,
+        keys: Sequence[SigningKey],
+        *,
+        actor: AuditActor | None,
+        request_id: str | None,
+    ) -> None:
+        """Store exactly ``keys``; a change to the set or to a key's state is audited.
+
+        The ``signing_key.rotated`` entry names keys by kid (their RFC 7638 thumbprint)
+        and state, never by key material.
+        """
         kids = [key.kid for key in keys]
         if len(set(kids)) != len(kids):
             raise ValueError("duplicate kid in key set")
+        before: dict[str, str] = {
+            row.kid: row.state
+            for row in connection.execute(sa.select(signing_keys.c.kid, signing_keys.c.state))
+        }
         connection.execute(signing_keys.delete().where(signing_keys.c.kid.not_in(kids)))
-        stored = set(connection.execute(sa.select(signing_keys.c.kid)).scalars())
+        stored = before.keys() & set(kids)
         # At most one active row at any moment (unique index): retire before promoting.
         for key in sorted(keys, key=lambda k: k.state == "active"):
             lifecycle = {
@@ -405,6 +497,26 @@ class SqlKeyRepository:
                         **lifecycle,
                     )
                 )
+        after = {key.kid: key.state for key in keys}
+        if after != before:
+            record_actor_event(
+                connection,
+                event_type="signing_key.rotated",
+                tenant_id=None,
+                actor=actor,
+                request_id=request_id,
+                subject_ids=sorted(
+                    kid for kid in after.keys() | before.keys() if after.get(kid) != before.get(kid)
+                ),
+                data={
+                    "added": sorted(after.keys() - before.keys()),
+                    "removed": sorted(before.keys() - after.keys()),
+                    "keys": [
+                        {"kid": key.kid, "alg": key.alg, "state": key.state}
+                        for key in sorted(keys, key=lambda k: k.kid)
+                    ],
+                },
+            )
 
 
 class SqlRevocationStore:
@@ -466,7 +578,15 @@ class SqlRevocationStore:
                     now=now,
                 )
 
-    def suspend_client(self, client_id: str, *, reason: str, tenant_id: str | None = None) -> None:
+    def suspend_client(
+        self,
+        client_id: str,
+        *,
+        reason: str,
+        tenant_id: str | None = None,
+        actor: AuditActor | None = None,
+        request_id: str | None = None,
+    ) -> None:
         """Suspend the client (in ``tenant_id``, when given); raises ``NotFound`` if absent."""
         with write_transaction(self._engine) as connection:
             found = _set_client_status(
@@ -477,6 +597,8 @@ class SqlRevocationStore:
                 reason=reason,
                 client_deny_ttl_s=self._client_deny_ttl_s,
                 now=self._clock(),
+                actor=actor,
+                request_id=request_id,
             )
         if not found:
             raise NotFound(f"client {client_id!r} not found")

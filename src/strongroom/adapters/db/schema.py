@@ -419,3 +419,70 @@ idempotency_keys = sa.Table(
     sa.CheckConstraint("state IN ('started', 'done')", name="state"),
     sa.Index("ix_idempotency_keys_expires", "expires_at_us"),
 )
+
+# -- Audit log (issue 5; migration 0007) --------------------------------------------------
+# Append-only like audit_entries: triggers refuse UPDATE, DELETE and TRUNCATE.
+
+# Leaf i of the Merkle tree is the audit entry entry_seq (leaf order is sequencing order).
+audit_leaves = sa.Table(
+    "audit_leaves",
+    metadata,
+    sa.Column("leaf_index", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("entry_seq", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("sequenced_at_us", sa.BigInteger, nullable=False),
+)
+
+# Complete perfect subtrees (level 0: leaf hashes); they never change once complete.
+audit_tree_nodes = sa.Table(
+    "audit_tree_nodes",
+    metadata,
+    sa.Column("level", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hash", sa.LargeBinary(32), nullable=False),
+)
+
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root_hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("published_at_us", sa.BigInteger, nullable=False),
+)
+
+# Every audit_entries row with seq <= horizon_seq is in the tree or can never commit.
+audit_horizons = sa.Table(
+    "audit_horizons",
+    metadata,
+    sa.Column("horizon_seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("tree_size", sa.BigInteger, nullable=False),
+)
+
+# The log's C2SP verifier keys, so pods serve the key without holding the private one.
+audit_keys = sa.Table(
+    "audit_keys",
+    metadata,
+    sa.Column("verifier_key", sa.String(512), primary_key=True),
+    sa.Column("registered_at_us", sa.BigInteger, nullable=False),
+)
+
+# Subject search (audit_entries.subject_ids is JSON text): one row per (subject, entry),
+# written by the sequencer.
+audit_subjects = sa.Table(
+    "audit_subjects",
+    metadata,
+    sa.Column("subject_id", sa.String(200), primary_key=True),
+    sa.Column("entry_seq", sa.BigInteger, primary_key=True, autoincrement=False),
+)
+
+sa.Index(
+    "ix_audit_entries_tenant_id_event_type_occurred_at_us",
+    audit_entries.c.tenant_id,
+    audit_entries.c.event_type,
+    audit_entries.c.occurred_at_us,
+)
+sa.Index(
+    "ix_audit_entries_tenant_id_occurred_at_us",
+    audit_entries.c.tenant_id,
+    audit_entries.c.occurred_at_us,
+)

@@ -12,6 +12,11 @@ family row (``rotated_at``), a revocation writes the same row (``revoked_at``), 
 waits for the other. A rotation that waited sees the family revoked and stops; a
 revocation that waited reads, in its next statement, the token the rotation added, and
 revokes its access token too.
+
+Creating a user or an app client, and changing a user's status, write their audit entry
+(``audit_events``) in the same transaction; writers take an optional ``actor`` (default:
+``SYSTEM_ACTOR``) and ``request_id`` for it. A user's entries name the user by id only:
+the audit log is append-only, so no username (personal data) is written into it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 
+from strongroom.adapters.db.audit_events import (
+    AuditActor,
+    client_event_data,
+    record_actor_event,
+)
 from strongroom.adapters.db.engine import write_transaction
 from strongroom.adapters.db.schema import (
     oauth_authorization_codes,
@@ -101,7 +111,13 @@ class SqlUserRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def create(self, record: UserRecord) -> None:
+    def create(
+        self,
+        record: UserRecord,
+        *,
+        actor: AuditActor | None = None,
+        request_id: str | None = None,
+    ) -> None:
         try:
             with write_transaction(self._engine) as connection:
                 if not connection.execute(
@@ -119,6 +135,15 @@ class SqlUserRepository:
                         created_at=record.created_at,
                     )
                 )
+                record_actor_event(
+                    connection,
+                    event_type="user.created",
+                    tenant_id=record.tenant_id,
+                    actor=actor,
+                    request_id=request_id,
+                    subject_ids=[record.user_id],
+                    data={"is_operator": record.is_operator, "status": record.status},
+                )
         except IntegrityError as exc:
             raise Conflict(f"user {record.username!r} exists in tenant {record.tenant_id}") from exc
 
@@ -128,15 +153,38 @@ class SqlUserRepository:
     def find(self, tenant_id: str, username: str) -> UserRecord | None:
         return self._one(users.c.tenant_id == tenant_id, users.c.username == username)
 
-    def set_status(self, tenant_id: str, user_id: str, status: UserStatus) -> bool:
+    def set_status(
+        self,
+        tenant_id: str,
+        user_id: str,
+        status: UserStatus,
+        *,
+        actor: AuditActor | None = None,
+        request_id: str | None = None,
+    ) -> bool:
+        """``True`` when the user exists in the tenant and now has ``status``.
+
+        Only an actual change is written and audited (the row is locked first).
+        """
+        where = (users.c.tenant_id == tenant_id, users.c.id == user_id)
         with write_transaction(self._engine) as connection:
-            changed = connection.execute(
-                users.update()
-                .where(users.c.tenant_id == tenant_id, users.c.id == user_id)
-                .values(status=status)
-                .returning(users.c.id)
-            ).first()
-        return changed is not None
+            current = connection.execute(
+                sa.select(users.c.status).where(*where).with_for_update(key_share=True)
+            ).scalar_one_or_none()
+            if current is None:
+                return False
+            if current != status:
+                connection.execute(users.update().where(*where).values(status=status))
+                record_actor_event(
+                    connection,
+                    event_type="user.disabled" if status == "disabled" else "user.reactivated",
+                    tenant_id=tenant_id,
+                    actor=actor,
+                    request_id=request_id,
+                    subject_ids=[user_id],
+                    data={"status": status, "previous_status": current},
+                )
+        return True
 
     def _one(self, *where: sa.ColumnElement[bool]) -> UserRecord | None:
         with self._engine.connect() as connection:
@@ -154,7 +202,13 @@ class SqlAppClientRepository:
         self._engine = engine
 
     def create(
-        self, record: ClientRecord, client_type: ClientType, redirect_uris: tuple[str, ...]
+        self,
+        record: ClientRecord,
+        client_type: ClientType,
+        redirect_uris: tuple[str, ...],
+        *,
+        actor: AuditActor | None = None,
+        request_id: str | None = None,
     ) -> None:
         try:
             with write_transaction(self._engine) as connection:
@@ -182,6 +236,17 @@ class SqlAppClientRepository:
                         oauth_client_redirects.insert(),
                         [{"client_id": record.client_id, "redirect_uri": u} for u in redirect_uris],
                     )
+                record_actor_event(
+                    connection,
+                    event_type="oauth_client.created",
+                    tenant_id=record.tenant_id,
+                    actor=actor,
+                    request_id=request_id,
+                    subject_ids=[record.client_id],
+                    data=client_event_data(
+                        record, client_type=client_type, redirect_uris=sorted(redirect_uris)
+                    ),
+                )
         except IntegrityError as exc:
             raise Conflict(f"client {record.client_id!r} could not be stored") from exc
 
