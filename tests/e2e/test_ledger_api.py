@@ -10,61 +10,18 @@ tenant's token finding nothing of another tenant's.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.dpop_proofs import DpopKey
-from tests.e2e.platform_harness import Platform, running_platform
+from tests.e2e.platform_harness import Dpop, Platform, running_platform, tenant_auth
 
 pytestmark = pytest.mark.slow
 
 SCOPES = "accounts:read accounts:write transfers:read transfers:write"
 PROBLEM = "https://strongroom.dev/problems/"
-
-
-class Dpop(httpx.Auth):
-    """A DPoP proof (RFC 9449 §7) on every request, following the server's nonces."""
-
-    requires_response_body = True
-
-    def __init__(self, issuer: str, key: DpopKey, token: str, nonce: str | None) -> None:
-        self.issuer, self.key, self.token, self.nonce = issuer, key, token, nonce
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        for _ in range(2):
-            request.headers["Authorization"] = f"DPoP {self.token}"
-            request.headers["DPoP"] = self.key.proof(
-                request.method,
-                self.issuer + request.url.path,
-                nonce=self.nonce,
-                access_token=self.token,
-            )
-            response = yield request
-            self.nonce = response.headers.get("dpop-nonce") or self.nonce
-            if not (response.status_code == 401 and "use-dpop-nonce" in response.text):
-                return
-
-
-def tenant_auth(platform: Platform, c: httpx.Client, name: str) -> Dpop:
-    tenant = platform.cli("tenant", "create", name)["tenant_id"]
-    client = platform.cli("client", "create", "--tenant", tenant, "--scopes", SCOPES)
-    issuer = f"https://localhost:{platform.port}"
-    key = DpopKey()
-    nonce: str | None = None
-    for _ in range(2):
-        r = c.post(
-            "/oauth2/token",
-            data={"grant_type": "client_credentials"},
-            auth=(client["client_id"], client["client_secret"]),
-            headers={"DPoP": key.proof("POST", f"{issuer}/oauth2/token", nonce=nonce)},
-        )
-        if r.status_code == 200:
-            return Dpop(issuer, key, r.json()["access_token"], r.headers.get("dpop-nonce"))
-        nonce = r.headers["dpop-nonce"]
-    raise AssertionError(r.text)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +38,7 @@ def http(platform: Platform) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def tenants(platform: Platform, http: httpx.Client) -> dict[str, Dpop]:
-    return {name: tenant_auth(platform, http, name) for name in ("alpha", "beta")}
+    return {name: tenant_auth(platform, http, name, SCOPES) for name in ("alpha", "beta")}
 
 
 class Ledger:

@@ -138,9 +138,15 @@ async def public_key(request: Request, principal: Reader) -> Response:
     return _text(key + "\n")
 
 
-async def _operator(request: Request, principal: Reader) -> Principal:
+async def _is_operator_client(request: Request, principal: Principal) -> bool:
+    """An operator *client* (the platform's own, per the client registry), whatever its
+    scopes: reading the whole log needs ``audit:read`` only, not an admin scope too."""
     record = await client_cache(request).get(principal.client_id)
-    if not principal.is_operator or record is None or not record.is_operator:
+    return record is not None and record.is_operator
+
+
+async def _operator(request: Request, principal: Reader) -> Principal:
+    if not await _is_operator_client(request, principal):
         raise ProblemError(
             "operator-required",
             "Leaf bytes hold every tenant's events: operator clients only; use search.",
@@ -253,8 +259,9 @@ async def search(
 ) -> dict[str, Any]:
     if event_type is not None and event_type not in EVENT_TYPES:
         raise ProblemError("validation-failed", f"Unknown event type {event_type!r}.")
+    everyone = await _is_operator_client(request, principal)
     query = EntryQuery(
-        tenant_id=None if principal.is_operator else principal.tenant,
+        tenant_id=None if everyone else principal.tenant,
         subject_id=subject_id,
         event_type=event_type,
         from_us=_instant(from_, "from"),

@@ -16,9 +16,10 @@ import json
 import os
 import queue
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-import httpx
 import structlog
 
 from strongroom.audit.ports import StoredCheckpoint
@@ -75,20 +76,21 @@ class CheckpointExporter:
             os.fsync(handle.fileno())
 
     def _post_forever(self) -> None:
+        # The standard library's client: the product has no HTTP client dependency, and
+        # one small POST per checkpoint needs no pooling.
         assert self._url is not None
-        with httpx.Client(timeout=self._timeout_s) as client:
-            while (checkpoint := self._queue.get()) is not None:
-                try:
-                    response = client.post(
-                        self._url,
-                        content=checkpoint.note.encode(),
-                        headers={"content-type": "text/plain; charset=utf-8"},
-                    )
-                    response.raise_for_status()
-                except httpx.HTTPError as exc:
-                    log.warning(
-                        "audit checkpoint export failed", size=checkpoint.size, error=repr(exc)
-                    )
+        while (checkpoint := self._queue.get()) is not None:
+            request = urllib.request.Request(  # noqa: S310 - the operator's configured URL
+                self._url,
+                data=checkpoint.note.encode(),
+                headers={"content-type": "text/plain; charset=utf-8"},
+                method="POST",
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=self._timeout_s) as response:  # noqa: S310
+                    response.read()
+            except (urllib.error.URLError, OSError) as exc:
+                log.warning("audit checkpoint export failed", size=checkpoint.size, error=repr(exc))
 
     def close(self) -> None:
         """Stop the sink thread after what is queued (bounded by one timeout per item)."""
