@@ -12,8 +12,10 @@ import hashlib
 import json
 import secrets
 import time
+from collections.abc import Generator
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -94,3 +96,26 @@ class DpopKey:
             )
             signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
         return f"{signing_input}.{b64url(signature)}"
+
+
+class Dpop(httpx.Auth):
+    """A DPoP proof (RFC 9449 §7) on every request, following the server's nonces."""
+
+    requires_response_body = True
+
+    def __init__(self, issuer: str, key: DpopKey, token: str, nonce: str | None = None) -> None:
+        self.issuer, self.key, self.token, self.nonce = issuer, key, token, nonce
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        for _ in range(2):
+            request.headers["Authorization"] = f"DPoP {self.token}"
+            request.headers["DPoP"] = self.key.proof(
+                request.method,
+                self.issuer + request.url.path,
+                nonce=self.nonce,
+                access_token=self.token,
+            )
+            response = yield request
+            self.nonce = response.headers.get("dpop-nonce") or self.nonce
+            if not (response.status_code == 401 and "use-dpop-nonce" in response.text):
+                return

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from strongroom.edge.tls import client_context
-from tests.dpop_proofs import DpopKey
+from tests.dpop_proofs import Dpop, DpopKey
 
 
 def free_port_block(size: int) -> int:
@@ -283,29 +283,6 @@ def up_log_tail(platform: Platform, lines: int = 80) -> str:
     path = up_log(platform.data_dir)
     text = path.read_text(errors="replace") if path.exists() else ""
     return "\n".join(text.splitlines()[-lines:])
-
-
-class Dpop(httpx.Auth):
-    """A DPoP proof (RFC 9449 §7) on every request, following the server's nonces."""
-
-    requires_response_body = True
-
-    def __init__(self, issuer: str, key: DpopKey, token: str, nonce: str | None) -> None:
-        self.issuer, self.key, self.token, self.nonce = issuer, key, token, nonce
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        for _ in range(2):
-            request.headers["Authorization"] = f"DPoP {self.token}"
-            request.headers["DPoP"] = self.key.proof(
-                request.method,
-                self.issuer + request.url.path,
-                nonce=self.nonce,
-                access_token=self.token,
-            )
-            response = yield request
-            self.nonce = response.headers.get("dpop-nonce") or self.nonce
-            if not (response.status_code == 401 and "use-dpop-nonce" in response.text):
-                return
 
 
 def tenant_auth(platform: Platform, c: httpx.Client, name: str, scopes: str) -> Dpop:

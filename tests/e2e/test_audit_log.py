@@ -23,7 +23,8 @@ from strongroom.audit.checkpoint import Checkpoint, open_checkpoint
 from strongroom.audit.rfc9162_merkle import leaf_hash, verify_inclusion
 from strongroom.audit.signed_note import Signer
 from strongroom.config import Settings
-from tests.e2e.platform_harness import Dpop, Platform, running_platform, tenant_auth
+from tests.dpop_proofs import Dpop
+from tests.e2e.platform_harness import Platform, running_platform, tenant_auth
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.platform_harness import Dpop, Platform, running_platform, tenant_auth
+from tests.dpop_proofs import Dpop
+from tests.e2e.platform_harness import Platform, running_platform, tenant_auth
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
-from tests.dpop_proofs import DpopKey
+from tests.dpop_proofs import Dpop, DpopKey
 from tests.unit.api.conftest import EDGE_SECRET
 
 from strongroom.api.idempotency import request_hash
@@ -52,32 +51,6 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
     return Settings(
         data_dir=tmp_path / "data", secrets={"edge_secret": EDGE_SECRET}, database=database
     )
-
-
-class Dpop(httpx.Auth):
-    """Signs every request with a DPoP proof (RFC 9449 §7) and follows the nonce dance."""
-
-    requires_response_body = True
-
-    def __init__(self, issuer: str, key: DpopKey, token: str) -> None:
-        self.issuer, self.key, self.token = issuer, key, token
-        self.nonce: str | None = None
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        for _ in range(2):
-            request.headers["Authorization"] = f"DPoP {self.token}"
-            request.headers["DPoP"] = self.key.proof(
-                request.method,
-                self.issuer + request.url.path,
-                nonce=self.nonce,
-                access_token=self.token,
-            )
-            response = yield request
-            fresh = response.headers.get("dpop-nonce")
-            if fresh:
-                self.nonce = fresh
-            if not (response.status_code == 401 and "use-dpop-nonce" in response.text):
-                return
 
 
 async def dpop_auth(client: httpx.AsyncClient, app: FastAPI, who: dict[str, Any]) -> Dpop:
