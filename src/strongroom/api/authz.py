@@ -84,7 +84,7 @@ def _access_token(request: Request) -> str | None:
     return token.strip()
 
 
-def authenticate(request: Request) -> Principal:
+async def authenticate(request: Request) -> Principal:
     runtime = auth_runtime(request)
     token = _access_token(request)
     challenge = f'Bearer realm="strongroom", resource_metadata="{runtime.issuer}"'
@@ -125,7 +125,7 @@ def authenticate(request: Request) -> Principal:
             "The access token has been revoked.",
             headers={"WWW-Authenticate": f'{challenge}, error="invalid_token"'},
         )
-    resource_request_check(request, runtime, claims)
+    await resource_request_check(request, runtime, claims)
     return Principal(
         client_id=claims.client_id,
         subject=claims.sub,
@@ -143,7 +143,7 @@ def requires(scope: str) -> Callable[[Request, Response], Awaitable[Principal]]:
         raise ValueError(f"unknown scope {scope!r}: add it to strongroom.auth.scopes")
 
     async def dependency(request: Request, response: Response) -> Principal:
-        principal = authenticate(request)
+        principal = await authenticate(request)
         # A suspended tenant's tokens stop everywhere within the tenant cache's TTL, even
         # before (or without) each of its clients reaching the deny list.
         if not await tenant_cache(request).is_active(principal.tenant):

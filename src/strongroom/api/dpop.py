@@ -233,12 +233,15 @@ def _refuse(
     )
 
 
-def resource_request_check(
+async def resource_request_check(
     request: Request, runtime: AuthRuntime, claims: AccessTokenClaims
 ) -> None:
     """§7.1: a DPoP-bound token needs the DPoP scheme and a valid proof by its key.
 
     Call after the token's own checks passed. Raises ``ProblemError`` (401) otherwise.
+    The proof is checked in a worker thread: its replay check is a write to the shared
+    replay cache (a database commit, or a Redis round trip) that must not stall the
+    event loop, and with it every other request of the pod.
     """
     scheme, token = _authorization(request)
     if claims.cnf_jkt is None:
@@ -282,14 +285,17 @@ def resource_request_check(
             description="exactly one DPoP proof is required",
         )
     url = _origin(runtime.issuer) + _request_path(request)
+    proof = proofs[0]
     try:
-        _verify(
-            runtime,
-            proofs[0],
-            method=request.method,
-            url=url,
-            access_token=token,
-            expected_jkt=claims.cnf_jkt,
+        await anyio.to_thread.run_sync(
+            lambda: _verify(
+                runtime,
+                proof,
+                method=request.method,
+                url=url,
+                access_token=token,
+                expected_jkt=claims.cnf_jkt,
+            )
         )
     except UseDpopNonce as exc:
         raise _refuse(
