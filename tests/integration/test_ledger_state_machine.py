@@ -651,6 +651,19 @@ class LedgerMachine(RuleBasedStateMachine):
         self.tenants = sorted(str(uuid.uuid4()) for _ in range(2))
         for n, tenant in enumerate(self.tenants):
             repository.create(tenant, f"state machine tenant {n}")
+        # Creating a tenant is an administration event: one audit entry each, no outbox event.
+        # The ledger events checked below start after them.
+        a = audit_entries.c
+        with self.engine.connect() as connection:
+            created = connection.execute(
+                sa.select(a.seq, a.tenant_id, a.event_type)
+                .where(a.tenant_id.in_(self.tenants))
+                .order_by(a.seq)
+            ).all()
+        assert [(r.tenant_id, r.event_type) for r in created] == [
+            (tenant, "tenant.created") for tenant in self.tenants
+        ]
+        self.audit_seq = created[-1].seq
         # Every tenant starts with funded wallets in both currencies and a merchant, so most
         # moves can succeed; accounts made later start empty, so others fail.
         for n in range(2):

@@ -130,9 +130,12 @@ class CommitHorizon:
 
     def sequenced(self, seqs: Iterable[int]) -> None:
         """``seqs`` are in the tree now: raise ``top`` and the horizon accordingly."""
-        for s in seqs:
-            self._gaps.pop(s, None)
-            self._top = max(self._top, s)
+        done = list(seqs)
+        if self._gaps:  # usually none: a whole batch then costs one max()
+            for s in done:
+                self._gaps.pop(s, None)
+        if done:
+            self._top = max(self._top, *done)
         self._settle()
 
     def _settle(self) -> None:

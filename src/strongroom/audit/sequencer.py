@@ -121,15 +121,16 @@ class Sequencer:
             after_seq=request.after_seq, gaps=request.gaps, limit=self._batch_max
         )
         finished = self._clock()
+        seqs = [e.seq for e in entries]
         abandoned = horizon.observe(
-            [e.seq for e in entries], limit=self._batch_max, started_s=started, finished_s=finished
+            seqs, limit=self._batch_max, started_s=started, finished_s=finished
         )
         if not entries:
             return StepResult(0, abandoned)
         first_index = tree.size
         try:
             nodes = tree.append_many([leaf_hash(leaf_bytes(e.record)) for e in entries])
-            horizon.sequenced(e.seq for e in entries)
+            horizon.sequenced(seqs)
             self._store.append(first_index, entries, nodes, horizon_seq=horizon.horizon)
         except BaseException:
             # The in-memory tree ran ahead of the store (or another sequencer did): reload.

@@ -2,6 +2,8 @@
 
 Cross-checked against Trail of Bits' `rfc8785` package (test-only dependency) wherever its
 domain allows: everything except integers beyond ±(2^53 - 1), which it refuses and we keep.
+The orjson fast path of `canonical_json`/`leaf_bytes` is compared with the reference encoder
+on arbitrary values, so existing leaves keep their exact bytes whichever path runs.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import json
 import math
 import struct
 from decimal import Decimal
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
+import orjson
 import pytest
 import rfc8785
 from hypothesis import given, settings
@@ -27,6 +30,7 @@ from strongroom.audit.canonical import (
     canonical_json,
     leaf_bytes,
     parse_leaf,
+    reference_canonical_json,
 )
 from strongroom.ledger.model import AMOUNT_MAX
 from strongroom.ledger.model import EVENT_TYPES as LEDGER_EVENT_TYPES
@@ -133,6 +137,158 @@ def test_encoding_equals_rfc8785_within_its_number_domain(value: Any) -> None:
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_every_finite_double_serialises_as_rfc8785_does(value: float) -> None:
     assert canonical_json(value) == rfc8785.dumps(value)
+
+
+# -- the fast path and the reference encoder ---------------------------------------------------
+
+
+class Level(IntEnum):
+    HIGH = 3
+
+
+class Colour(StrEnum):
+    RED = "red"
+
+
+class Text(str):
+    __slots__ = ()
+
+
+# Everything either encoder may meet: plain JSON without floats (the fast path's domain), and
+# on top of it every code point (lone surrogates too), keys beyond the BMP (where UTF-16 and
+# code-point order differ), floats, integers past 64 bits, subclasses of the JSON types, and
+# values that are not JSON at all.
+any_text = st.text() | st.lists(
+    st.sampled_from(["\ud800", "\udfff", "\U0001f600", "\ufb33"]) | st.characters(), max_size=6
+).map("".join)
+# Text the fast path keeps (characters beyond the BMP send a value to the reference).
+bmp_text = st.text(st.characters(max_codepoint=0xFFFF), max_size=8)
+plain_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | bmp_text
+    | st.sampled_from(["\ufb33", "\ue000", "\x7f", "\u2028", "\x1f", "\\", '"', "\u00e9"])
+)
+odd_scalars = (
+    st.integers()
+    | st.floats()
+    | any_text
+    | st.sampled_from(
+        [Level.HIGH, Colour.RED, Text("t"), Decimal("1.5"), b"x", 2**64, -(2**63) - 1]
+    )
+)
+
+
+def _values(
+    scalars: st.SearchStrategy[Any], keys: st.SearchStrategy[Any]
+) -> st.SearchStrategy[Any]:
+    return st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=5)
+            | st.lists(inner, max_size=5).map(tuple)
+            | st.dictionaries(keys, inner, max_size=5)
+        ),
+        max_leaves=30,
+    )
+
+
+plain_values = _values(plain_scalars, bmp_text | st.sampled_from(["\ufb33", "\ue000"]))
+any_values = plain_values | _values(
+    plain_scalars | odd_scalars, any_text | st.sampled_from(["\U0001f600", "\ufb33", 1, None])
+)
+
+
+def _outcome(encode: Any, value: Any) -> bytes | str:
+    try:
+        return bytes(encode(value))
+    except AuditRecordError as exc:
+        return exc.code
+
+
+@settings(max_examples=1000, deadline=None)
+@given(any_values)
+def test_the_fast_path_encodes_exactly_as_the_reference_encoder(value: Any) -> None:
+    assert _outcome(canonical_json, value) == _outcome(reference_canonical_json, value)
+
+
+def test_orjson_escapes_every_code_point_as_the_reference_encoder() -> None:
+    """What the fast path relies on; it keeps non-BMP text for the reference, so the
+    supplementary planes are compared on orjson itself."""
+    every = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    assert orjson.dumps(every) == reference_canonical_json(every)
+    bmp = every[: every.index("\U00010000")]
+    assert canonical_json({bmp: [bmp]}) == reference_canonical_json({bmp: [bmp]})
+
+
+def test_keys_beyond_the_bmp_keep_utf16_order_on_the_fast_path() -> None:
+    value = {"\ufb33": 1, "\U0001f600": 2, "\ue000": 3, "z": 4}
+    assert canonical_json(value) == reference_canonical_json(value)
+    assert list(json.loads(canonical_json(value))) == ["z", "\U0001f600", "\ue000", "\ufb33"]
+
+
+# Records as stored rows may hold them: ordinary ones (the fast path), and rewritten rows
+# that no validation stopped (AuditRecord.trusted) with any value in any field.
+trusted_records = st.builds(
+    AuditRecord.trusted,
+    event_type=st.sampled_from(sorted(EVENT_TYPES)),
+    tenant_id=st.none() | bmp_text,
+    actor_kind=st.sampled_from(sorted(ACTOR_KINDS)),
+    actor_id=bmp_text.filter(bool),
+    request_id=st.none() | bmp_text,
+    subject_ids=st.lists(bmp_text, max_size=4).map(tuple),
+    data=st.dictionaries(bmp_text, plain_values, max_size=5),
+    occurred_at_us=st.integers(min_value=0, max_value=2**53 - 1),
+) | st.builds(
+    AuditRecord.trusted,
+    event_type=any_text,
+    tenant_id=st.none() | any_text,
+    actor_kind=any_text,
+    actor_id=any_text | st.integers(),
+    request_id=st.none() | any_text | st.integers(),
+    subject_ids=st.lists(any_text | st.integers(), max_size=4).map(tuple),
+    data=st.dictionaries(any_text, any_values, max_size=5) | any_values,
+    occurred_at_us=st.integers() | st.floats(),
+)
+
+
+def _leaf_object(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "event_type": record.event_type,
+        "tenant_id": record.tenant_id,
+        "actor_kind": record.actor_kind,
+        "actor_id": record.actor_id,
+        "request_id": record.request_id,
+        "subject_ids": record.subject_ids,
+        "data": record.data,
+        "occurred_at_us": record.occurred_at_us,
+    }
+
+
+@settings(max_examples=500, deadline=None)
+@given(trusted_records)
+def test_leaf_bytes_are_the_reference_encoding_of_any_record(record: AuditRecord) -> None:
+    expected = _outcome(reference_canonical_json, _leaf_object(record))
+    if isinstance(expected, bytes) and len(expected) > LEAF_BYTES_MAX:
+        expected = "entry-too-large"
+    assert _outcome(leaf_bytes, record) == expected
+
+
+def test_a_trusted_record_equals_the_validated_one() -> None:
+    validated = _record()
+    fields = {name: getattr(validated, name) for name in AuditRecord.__slots__}
+    assert AuditRecord.trusted(**fields) == validated
+    assert leaf_bytes(AuditRecord.trusted(**fields)) == leaf_bytes(validated)
+
+
+def test_a_trusted_record_is_not_revalidated_but_its_leaf_is_refused_by_parse_leaf() -> None:
+    fields = {name: getattr(_record(), name) for name in AuditRecord.__slots__}
+    invalid = AuditRecord.trusted(**{**fields, "event_type": "account.teleported"})
+    with pytest.raises(AuditRecordError) as raised:
+        parse_leaf(leaf_bytes(invalid))
+    assert raised.value.code == "malformed-leaf"
 
 
 # -- integers are exact ----------------------------------------------------------------------

@@ -201,6 +201,17 @@ def test_a_full_page_does_not_judge_gaps_above_its_last_row(signer):
     assert horizon.gaps == (4,)
 
 
+def test_sequencing_closes_only_the_gaps_it_fills_and_nothing_moves_on_an_empty_batch():
+    horizon = CommitHorizon(0, [], grace_s=1.0, now_s=0.0)
+    horizon.observe([1, 5], limit=10, started_s=0.0, finished_s=0.0)
+    horizon.sequenced([5, 1])
+    horizon.sequenced([])
+    assert (horizon.top, horizon.gaps, horizon.horizon) == (5, (2, 3, 4), 1)
+    horizon.observe([3], limit=10, started_s=0.5, finished_s=0.5)
+    horizon.sequenced([3])
+    assert (horizon.top, horizon.gaps, horizon.horizon) == (5, (2, 4), 1)
+
+
 def test_restore_resumes_the_tree_and_the_gaps_from_the_store(signer):
     store, clock = MemoryStore(), Clock()
     store.commit(1, 2, 4)

@@ -272,12 +272,14 @@ def test_hot_account_rate_is_compared_with_single_transfers() -> None:
     assert backends["postgres"]["scenarios"]["hot"]["vs_single"] == 0.5
 
 
-def test_without_pgbench_no_ratio_and_no_target_is_met() -> None:
+def test_without_pgbench_no_ratio_and_the_target_is_unknown() -> None:
     backends = _backends(2000.0, 10.0, 20000.0)
     ledger.add_ratios(backends, None)
     rows = backends["postgres"]["scenarios"]
     assert rows["single"]["vs_pgbench"] is None
-    assert rows["batch"]["target_met"] is False
+    # No reference, no verdict: None (unknown), never a false "missed".
+    assert rows["batch"]["vs_pgbench"] is None
+    assert rows["batch"]["target_met"] is None
 
 
 class _Jtis:

@@ -9,14 +9,17 @@ see ``audit.commit_horizon``), ``audit_keys`` (the log's verifier keys) and
 Leaf bytes are never stored: they are ``canonical.leaf_bytes`` of the ``audit_entries`` row,
 computed when sequencing and again when serving :meth:`SqlAuditStore.leaves` (the encoding
 is deterministic), so a rewritten row changes the served leaf and no longer matches the
-stored level-0 hash or any signed root. A row that no longer decodes at all is served as
-bytes no canonical leaf can be, so a verifier names exactly its index.
+stored level-0 hash or any signed root. Rows are read back without re-validation
+(``AuditRecord.trusted``: they were validated when written), so a row rewritten into an
+invalid record is served as its encoding, which the verifier's leaf check refuses; a row that
+no longer decodes at all is served as bytes no canonical leaf can be. Either way a verifier
+names exactly its index.
 
 An append is one transaction: the tree's size is checked under the write lock (SQLite
 ``BEGIN IMMEDIATE``; PostgreSQL a transaction-scoped advisory lock) and a mismatch raises
 :class:`~strongroom.audit.ports.AppendConflictError`; the leaves, nodes, subjects and horizon
-go in as bulk inserts (executemany on SQLite, one ``json_populate_recordset`` statement per
-table in one pipeline on PostgreSQL). Only one sequencer should run at all:
+go in as bulk inserts (executemany on SQLite, ``COPY`` on PostgreSQL, after one pipelined
+round trip for the lock and the checks). Only one sequencer should run at all:
 :class:`SequencerLock` is the worker's session-level advisory lock on PostgreSQL.
 """
 
@@ -26,6 +29,7 @@ import contextlib
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -42,7 +46,6 @@ from strongroom.adapters.db.schema import (
     audit_keys,
     audit_leaves,
     audit_subjects,
-    audit_tree_nodes,
 )
 from strongroom.audit.canonical import AuditRecord, AuditRecordError, canonical_json, leaf_bytes
 from strongroom.audit.ports import (
@@ -71,11 +74,63 @@ _SQLITE_LEAVES = (
 _SQLITE_NODES = "INSERT INTO audit_tree_nodes (level, idx, hash) VALUES (?, ?, ?)"
 _SQLITE_SUBJECTS = "INSERT INTO audit_subjects (subject_id, entry_seq) VALUES (?, ?)"
 _SQLITE_HORIZONS = "INSERT INTO audit_horizons (horizon_seq, tree_size) VALUES (?, ?)"
+_COPY_LEAVES = "COPY audit_leaves (leaf_index, entry_seq, sequenced_at_us) FROM STDIN"
+_COPY_NODES = "COPY audit_tree_nodes (level, idx, hash) FROM STDIN"
+_COPY_SUBJECTS = "COPY audit_subjects (subject_id, entry_seq) FROM STDIN"
+_PG_HORIZONS = "INSERT INTO audit_horizons (horizon_seq, tree_size) VALUES (%s, %s)"
+# Entry columns in the order _record_of_columns takes them (after e.seq).
 _ENTRY_COLUMNS = (
     "e.seq, e.tenant_id, e.event_type, e.actor_kind, e.actor_id, e.request_id,"
     " e.subject_ids, e.data, e.occurred_at_us"
 )
 _NOT_SEQUENCED = "NOT EXISTS (SELECT 1 FROM audit_leaves AS l WHERE l.entry_seq = e.seq)"
+_UNSEQUENCED_ABOVE = (
+    f"SELECT {_ENTRY_COLUMNS} FROM audit_entries AS e"  # noqa: S608 - constants only
+    f" WHERE e.seq > :after AND {_NOT_SEQUENCED} ORDER BY e.seq LIMIT :n"
+)
+_GAPS_SQLITE = "SELECT value FROM json_each(:gaps)"
+_GAPS_PG = "SELECT CAST(value AS bigint) FROM json_array_elements_text(CAST(:gaps AS json))"
+
+
+def _unsequenced_with_gaps(listed_gaps: str) -> str:
+    """Rows above the top or in the open gaps (``listed_gaps`` reads them from one JSON
+    array parameter: one statement text whatever their number)."""
+    return (
+        f"SELECT * FROM (SELECT * FROM ({_UNSEQUENCED_ABOVE}) AS a"  # noqa: S608 - constants only
+        f" UNION ALL SELECT {_ENTRY_COLUMNS} FROM audit_entries AS e"
+        f" WHERE e.seq IN ({listed_gaps}) AND {_NOT_SEQUENCED}) AS u ORDER BY seq LIMIT :n"
+    )
+
+
+_LEAVES = (
+    f"SELECT l.leaf_index, {_ENTRY_COLUMNS} FROM audit_leaves AS l"  # noqa: S608 - constants only
+    " LEFT JOIN audit_entries AS e ON e.seq = l.entry_seq"
+    " WHERE l.leaf_index >= :start AND l.leaf_index < :end ORDER BY l.leaf_index"
+)
+# Proof nodes: the wanted coordinates as one JSON array of [level, idx], joined to the primary
+# key. A row-value IN list is not served from the key on SQLite (a full scan: ~45 ms a proof
+# on a 10^5-leaf tree); the join looks each coordinate up (CROSS JOIN fixes SQLite's order).
+_NODES_SQLITE = (
+    "SELECT n.level, n.idx, n.hash FROM json_each(:wanted) AS w"
+    " CROSS JOIN audit_tree_nodes AS n"
+    " ON n.level = json_extract(w.value, '$[0]') AND n.idx = json_extract(w.value, '$[1]')"
+)
+_NODES_PG = (
+    "SELECT n.level, n.idx, n.hash FROM json_array_elements(CAST(:wanted AS json)) AS w(c)"
+    " JOIN audit_tree_nodes AS n"
+    " ON n.level = CAST(w.c ->> 0 AS smallint) AND n.idx = CAST(w.c ->> 1 AS bigint)"
+)
+_TREE_SIZE = "SELECT COALESCE(MAX(leaf_index) + 1, 0) FROM audit_leaves"
+_HORIZON = "SELECT COALESCE(MAX(horizon_seq), 0) FROM audit_horizons"
+_NAMED_PARAMETER = re.compile(r"(?<![:\w]):([a-z_]+)")
+
+
+def _driver_sql(sql: str, *, sqlite: bool) -> str:
+    """``sql`` with ``:name`` parameters in the driver's own style: sqlite3 reads ``:name``
+    itself, psycopg wants ``%(name)s``. Statements below go to the raw driver cursor: the
+    sequencer reads and writes thousands of rows a batch, and SQLAlchemy's per-row work
+    (result rows, parameter processing) cost more than the database did."""
+    return sql if sqlite else _NAMED_PARAMETER.sub(r"%(\1)s", sql)
 
 
 def _exact_json(text: str) -> Any:
@@ -86,30 +141,51 @@ def _exact_json(text: str) -> Any:
     return json.loads(text)
 
 
-def record_of(row: Any) -> AuditRecord:
-    """The record an ``audit_entries`` row holds, integers exact (see :func:`_exact_json`)."""
-    subjects = _exact_json(row.subject_ids)
+def _record_of_columns(columns: Sequence[Any]) -> AuditRecord:
+    """The record of an ``audit_entries`` row's columns, in ``_ENTRY_COLUMNS`` order after
+    ``seq``."""
+    tenant_id, event_type, actor_kind, actor_id, request_id, subject_ids, data, at = columns
+    subjects = _exact_json(subject_ids)
     if not isinstance(subjects, list):
         raise AuditRecordError("invalid-record", "subject_ids is not a JSON array")
-    return AuditRecord(
-        event_type=row.event_type,
-        tenant_id=row.tenant_id,
-        actor_kind=row.actor_kind,
-        actor_id=row.actor_id,
-        request_id=row.request_id,
+    # Validated when written (audit_events, ledger_store); a rewritten row's leaf is
+    # whatever it now says, which the verifier refuses (see AuditRecord.trusted).
+    return AuditRecord.trusted(
+        event_type=event_type,
+        tenant_id=tenant_id,
+        actor_kind=actor_kind,
+        actor_id=actor_id,
+        request_id=request_id,
         subject_ids=tuple(subjects),
-        data=_exact_json(row.data),
-        occurred_at_us=row.occurred_at_us,
+        data=_exact_json(data),
+        occurred_at_us=at,
     )
 
 
-def served_leaf(row: Any) -> bytes:
-    """The leaf bytes of a row; for a row that no longer decodes, bytes that are not a
-    canonical leaf (an object without the leaf fields), so it cannot verify."""
+def record_of(row: Any) -> AuditRecord:
+    """The record an ``audit_entries`` row holds, integers exact (see :func:`_exact_json`)."""
+    return _record_of_columns(
+        (
+            row.tenant_id,
+            row.event_type,
+            row.actor_kind,
+            row.actor_id,
+            row.request_id,
+            row.subject_ids,
+            row.data,
+            row.occurred_at_us,
+        )
+    )
+
+
+def served_leaf(seq: int, columns: Sequence[Any]) -> bytes:
+    """The leaf bytes of the entry ``seq`` with ``columns`` (``_ENTRY_COLUMNS`` after seq);
+    for a row that no longer decodes, bytes that are not a canonical leaf (an object without
+    the leaf fields), so it cannot verify."""
     try:
-        return leaf_bytes(record_of(row))
+        return leaf_bytes(_record_of_columns(columns))
     except (AuditRecordError, ValueError, TypeError):
-        return canonical_json({"undecodable_audit_entry": row.seq})
+        return canonical_json({"undecodable_audit_entry": seq})
 
 
 class SqlAuditStore:
@@ -117,8 +193,13 @@ class SqlAuditStore:
 
     def __init__(self, engine: Engine, *, now_us: Callable[[], int] = ledger_now_us) -> None:
         self._engine = engine
-        self._sqlite = is_sqlite(engine)
+        self._sqlite = sqlite = is_sqlite(engine)
         self._now_us = now_us
+        gaps = _unsequenced_with_gaps(_GAPS_SQLITE if sqlite else _GAPS_PG)
+        self._sql_above = _driver_sql(_UNSEQUENCED_ABOVE, sqlite=sqlite)
+        self._sql_with_gaps = _driver_sql(gaps, sqlite=sqlite)
+        self._sql_leaves = _driver_sql(_LEAVES, sqlite=sqlite)
+        self._sql_nodes = _driver_sql(_NODES_SQLITE if sqlite else _NODES_PG, sqlite=sqlite)
 
     # -- sequencer -------------------------------------------------------------------------
     def state(self) -> SequencerState:
@@ -145,27 +226,15 @@ class SqlAuditStore:
     def unsequenced(
         self, *, after_seq: int, gaps: Sequence[int], limit: int
     ) -> list[SequencedEntry]:
-        above = (
-            f"SELECT * FROM (SELECT {_ENTRY_COLUMNS} FROM audit_entries AS e"  # noqa: S608 - constants only
-            f" WHERE e.seq > :after AND {_NOT_SEQUENCED} ORDER BY e.seq LIMIT :n) AS a"
-        )
         params: dict[str, Any] = {"after": after_seq, "n": limit}
+        sql = self._sql_above
         if gaps:
-            listed = (
-                "SELECT value FROM json_each(:gaps)"
-                if self._sqlite
-                else "SELECT value::bigint FROM json_array_elements_text(CAST(:gaps AS json))"
-            )
-            gap_rows = (
-                f" UNION ALL SELECT * FROM (SELECT {_ENTRY_COLUMNS} FROM audit_entries AS e"  # noqa: S608 - constants only
-                f" WHERE e.seq IN ({listed}) AND {_NOT_SEQUENCED}) AS g"
-            )
-            above += gap_rows
-            params["gaps"] = json.dumps(list(gaps))
-        sql = f"SELECT * FROM ({above}) AS u ORDER BY seq LIMIT :n"  # noqa: S608 - constants only
+            sql = self._sql_with_gaps
+            params["gaps"] = orjson.dumps(list(gaps)).decode()
         with self._engine.connect() as connection:
-            rows = connection.execute(sa.text(sql), params).all()
-        return [SequencedEntry(int(r.seq), None, record_of(r)) for r in rows]
+            rows = _fetch(connection, sql, params)
+        record = _record_of_columns
+        return [SequencedEntry(r[0], None, record(r[1:])) for r in rows]
 
     def append(
         self,
@@ -176,62 +245,23 @@ class SqlAuditStore:
         horizon_seq: int,
     ) -> None:
         at = self._now_us()
-        leaves = [
-            {"leaf_index": first_index + i, "entry_seq": e.seq, "sequenced_at_us": at}
-            for i, e in enumerate(entries)
-        ]
+        leaves = [(first_index + i, e.seq, at) for i, e in enumerate(entries)]
         subjects = [
-            {"subject_id": s, "entry_seq": e.seq}
+            (s, e.seq)
             for e in entries
-            for s in dict.fromkeys(e.record.subject_ids)
-            if len(s) <= SUBJECT_ID_CHARS_MAX
-        ]
-        with write_transaction(self._engine) as connection:
-            if not self._sqlite:
-                connection.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK_KEY}
-                )
-            size = _tree_size(connection)
-            if size != first_index:
-                raise AppendConflictError(
-                    f"the tree has {size} leaves, the append starts at {first_index}"
-                )
-            current = connection.execute(
-                sa.select(sa.func.coalesce(sa.func.max(audit_horizons.c.horizon_seq), 0))
-            ).scalar_one()
-            horizon = (
-                [{"horizon_seq": horizon_seq, "tree_size": first_index + len(entries)}]
-                if horizon_seq > current
-                else []
+            for s in dict.fromkeys(
+                s
+                for s in e.record.subject_ids
+                if isinstance(s, str) and len(s) <= SUBJECT_ID_CHARS_MAX
             )
+        ]
+        rows = _AppendRows(first_index, leaves, nodes, subjects, horizon_seq)
+        with write_transaction(self._engine) as connection:
+            raw: Any = connection.connection.driver_connection
             if self._sqlite:
-                # Plain tuples through the driver's executemany: SQLAlchemy's per-row
-                # parameter processing cost more than SQLite's insert itself.
-                batches: list[tuple[str, Sequence[tuple[Any, ...]]]] = [
-                    (_SQLITE_LEAVES, [(r["leaf_index"], r["entry_seq"], at) for r in leaves]),
-                    (_SQLITE_NODES, nodes),
-                    (_SQLITE_SUBJECTS, [(r["subject_id"], r["entry_seq"]) for r in subjects]),
-                    (_SQLITE_HORIZONS, [(h["horizon_seq"], h["tree_size"]) for h in horizon]),
-                ]
-                cursor: Any = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                for sql, tuples in batches:
-                    if tuples:
-                        cursor.executemany(sql, tuples)
-                cursor.close()
+                _append_sqlite(raw, rows)
             else:
-                node_rows = [
-                    {"level": lv, "idx": ix, "hash": "\\x" + h.hex()} for lv, ix, h in nodes
-                ]
-                pipeline = ledger_pg.Pipeline(connection)
-                for name, rows in (
-                    ("audit_leaves", leaves),
-                    ("audit_tree_nodes", node_rows),
-                    ("audit_subjects", subjects),
-                    ("audit_horizons", horizon),
-                ):
-                    if rows:
-                        pipeline.add(ledger_pg.bulk_insert(name, rows))
-                pipeline.run()
+                _append_postgres(connection, raw, rows)
 
     def publish(self, checkpoint: StoredCheckpoint) -> None:
         with write_transaction(self._engine) as connection:
@@ -285,29 +315,23 @@ class SqlAuditStore:
         at the log's end or at the first index whose leaf or entry row is missing."""
         if end <= start:
             return []
-        sql = (
-            f"SELECT l.leaf_index, {_ENTRY_COLUMNS} FROM audit_leaves AS l"  # noqa: S608 - constants only
-            " LEFT JOIN audit_entries AS e ON e.seq = l.entry_seq"
-            " WHERE l.leaf_index >= :start AND l.leaf_index < :end ORDER BY l.leaf_index"
-        )
         with self._engine.connect() as connection:
-            rows = connection.execute(sa.text(sql), {"start": start, "end": end}).all()
+            rows = _fetch(connection, self._sql_leaves, {"start": start, "end": end})
         served: list[bytes] = []
         for expected, row in enumerate(rows, start):
-            if row.leaf_index != expected or row.seq is None:
+            if row[0] != expected or row[1] is None:
                 break
-            served.append(served_leaf(row))
+            served.append(served_leaf(row[1], row[2:]))
         return served
 
     def nodes(self, coordinates: Sequence[NodeCoordinate]) -> Mapping[NodeCoordinate, bytes]:
         wanted = sorted(set(coordinates))
         if not wanted:
             return {}
-        n = audit_tree_nodes.c
-        query = sa.select(n.level, n.idx, n.hash).where(sa.tuple_(n.level, n.idx).in_(wanted))
+        params = {"wanted": orjson.dumps(wanted).decode()}
         with self._engine.connect() as connection:
-            rows = connection.execute(query).all()
-        return {(int(r.level), int(r.idx)): bytes(r.hash) for r in rows}
+            rows = _fetch(connection, self._sql_nodes, params)
+        return {(level, idx): bytes(hash_) for level, idx, hash_ in rows}
 
     def search(self, query: EntryQuery) -> list[SequencedEntry]:
         """Entries matching ``query``, by ``seq``; ``index`` is None until sequenced. The
@@ -336,6 +360,83 @@ class SqlAuditStore:
         with self._engine.connect() as connection:
             rows = connection.execute(stmt).all()
         return [_searched(r) for r in rows]
+
+
+def _fetch(connection: Connection, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Every row of ``sql`` (in the driver's parameter style) as plain tuples, through the
+    raw driver cursor of ``connection``."""
+    cursor: Any = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, params)
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+    finally:
+        cursor.close()
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class _AppendRows:
+    first_index: int
+    leaves: list[tuple[int, int, int]]  # (leaf_index, entry_seq, sequenced_at_us)
+    nodes: Sequence[NodeHash]
+    subjects: list[tuple[str, int]]  # (subject_id, entry_seq)
+    horizon_seq: int
+
+    def check(self, size: int) -> None:
+        if size != self.first_index:
+            raise AppendConflictError(
+                f"the tree has {size} leaves, the append starts at {self.first_index}"
+            )
+
+    def horizon_row(self, current: int) -> tuple[int, int] | None:
+        """The new horizon row, if the horizon moved past the stored one."""
+        if self.horizon_seq <= current:
+            return None
+        return self.horizon_seq, self.first_index + len(self.leaves)
+
+
+def _append_sqlite(raw: Any, rows: _AppendRows) -> None:
+    """Inside ``BEGIN IMMEDIATE`` (the write lock): plain tuples through the driver's
+    executemany, as SQLAlchemy's per-row parameter processing cost more than the inserts."""
+    cursor = raw.cursor()
+    try:
+        rows.check(cursor.execute(_TREE_SIZE).fetchone()[0])
+        horizon = rows.horizon_row(cursor.execute(_HORIZON).fetchone()[0])
+        cursor.executemany(_SQLITE_LEAVES, rows.leaves)
+        cursor.executemany(_SQLITE_NODES, rows.nodes)
+        cursor.executemany(_SQLITE_SUBJECTS, rows.subjects)
+        if horizon is not None:
+            cursor.execute(_SQLITE_HORIZONS, horizon)
+    finally:
+        cursor.close()
+
+
+def _append_postgres(connection: Connection, raw: Any, rows: _AppendRows) -> None:
+    """The append lock and both checks in one pipelined round trip, then a ``COPY`` per
+    table: ~40% less server time than ``json_populate_recordset`` inserts of the ~5 rows
+    an entry writes, which were most of a batch's wall time on PostgreSQL."""
+    pipeline = ledger_pg.Pipeline(connection)
+    pipeline.add(("SELECT pg_advisory_xact_lock(%(k)s)", {"k": APPEND_LOCK_KEY}))
+    pipeline.add((_TREE_SIZE, {}))
+    pipeline.add((_HORIZON, {}))
+    _, ((size,),), ((current,),) = pipeline.run()
+    rows.check(size)
+    horizon = rows.horizon_row(current)
+    cursor = raw.cursor()
+    try:
+        for sql, table_rows in (
+            (_COPY_LEAVES, rows.leaves),
+            (_COPY_NODES, rows.nodes),
+            (_COPY_SUBJECTS, rows.subjects),
+        ):
+            if table_rows:
+                with cursor.copy(sql) as copy:
+                    for row in table_rows:
+                        copy.write_row(row)
+        if horizon is not None:
+            cursor.execute(_PG_HORIZONS, horizon)
+    finally:
+        cursor.close()
 
 
 def _searched(row: Row[Any]) -> SequencedEntry:
