@@ -20,7 +20,7 @@ from fastapi import Request, Response
 from strongroom.api.auth_runtime import AuthRuntime
 from strongroom.api.dpop import DPOP_CHALLENGE, resource_request_check, with_nonce
 from strongroom.api.problems import ProblemError, register_problem
-from strongroom.api.request_context import request_context
+from strongroom.api.request_context import PRINCIPAL_SCOPE_KEY, request_context
 from strongroom.api.tenant_cache import tenant_cache
 from strongroom.auth.rfc9068_access_token import InvalidToken
 from strongroom.auth.scopes import OPERATOR_SCOPES, SCOPES
@@ -126,6 +126,7 @@ async def authenticate(request: Request) -> Principal:
             headers={"WWW-Authenticate": f'{challenge}, error="invalid_token"'},
         )
     await resource_request_check(request, runtime, claims)
+    request.scope[PRINCIPAL_SCOPE_KEY] = (claims.client_id, claims.tenant)
     return Principal(
         client_id=claims.client_id,
         subject=claims.sub,

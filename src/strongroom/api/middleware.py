@@ -18,7 +18,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strongroom.api import problems
 from strongroom.api.lifecycle import PodState
-from strongroom.api.request_context import SCOPE_KEY, RequestContext, resolve_request_context
+from strongroom.api.request_context import (
+    IDENTITY_CLIENT_HEADER,
+    IDENTITY_TENANT_HEADER,
+    PRINCIPAL_SCOPE_KEY,
+    SCOPE_KEY,
+    RequestContext,
+    resolve_request_context,
+)
 from strongroom.observe.metrics import UNMATCHED_ROUTE, HttpMetrics
 from strongroom.observe.tracing import server_span
 
@@ -101,6 +108,12 @@ class PodMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", ()))
                 headers.append(request_id_header)
+                principal = scope.get(PRINCIPAL_SCOPE_KEY)
+                if principal is not None and context.from_edge:
+                    client_id, tenant = principal
+                    headers.append((IDENTITY_CLIENT_HEADER, client_id.encode()))
+                    if tenant:
+                        headers.append((IDENTITY_TENANT_HEADER, str(tenant).encode()))
                 if (state.draining or status == 413) and not any(
                     name == b"connection" for name, _ in headers
                 ):

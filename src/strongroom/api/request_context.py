@@ -18,6 +18,12 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 SCOPE_KEY = "strongroom.request"
+# The client and tenant a request's access token was verified for, set by authentication;
+# the middleware names them to the edge (which strips them) so the edge can rate-limit and
+# block by client and tenant before later requests with the same token reach a pod.
+PRINCIPAL_SCOPE_KEY = "strongroom.principal"
+IDENTITY_CLIENT_HEADER = b"x-strongroom-client"
+IDENTITY_TENANT_HEADER = b"x-strongroom-tenant"
 
 EDGE_PROOF_HEADER = b"x-strongroom-edge"
 REQUEST_ID_HEADER = b"x-request-id"

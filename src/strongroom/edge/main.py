@@ -24,7 +24,9 @@ from strongroom.edge.cache import Coalescer, EdgeCache
 from strongroom.edge.health import HealthChecker
 from strongroom.edge.local_ca import ensure_local_pki
 from strongroom.edge.metrics import EdgeMetrics
+from strongroom.edge.protections import build_protections
 from strongroom.edge.retry_budget import RetryBudget
+from strongroom.edge.security_events import SecurityEvents
 from strongroom.edge.server import (
     TIMEOUT_TICK_S,
     Buffered,
@@ -83,6 +85,14 @@ class EdgeWorker:
             if cache is not None
             else None,
         )
+        self.events = SecurityEvents(settings.data_dir / "security-events", index)
+        self.protections = build_protections(settings, index, self.events)
+        self.state.set_gates(
+            self.protections.head_gates,
+            self.protections.body_gates,
+            self.protections.connection_gates,
+            self.protections.inspect_body_bytes_max,
+        )
         self.metrics.watch_state(
             self.balancer.snapshot,
             lambda: len(self.state.connections),
@@ -101,6 +111,12 @@ class EdgeWorker:
             "version": self.settings.version,
             "connections": len(self.state.connections),
             "upstreams": self.balancer.snapshot(),
+            "protections": self.protections.snapshot(),
+            "security_events": {
+                "emitted": dict(self.events.emitted),
+                "dropped": self.events.dropped,
+                "recent": list(self.events.recent)[-20:],
+            },
         }
 
     def _apply_upstreams(self, upstreams: list[Upstream]) -> None:
@@ -143,6 +159,11 @@ class EdgeWorker:
             loop.create_task(checker.run(), name="health-checks"),
             loop.create_task(self._housekeeping(watcher), name="housekeeping"),
             loop.create_task(self._timeouts(), name="timeouts"),
+            loop.create_task(self.events.run(), name="security-events"),
+            *(
+                loop.create_task(part.run(), name=f"protection-{name}")
+                for name, part in self.protections.parts.items()
+            ),
         ]
         log.info(
             "edge.started",

@@ -8,6 +8,7 @@ a client handles one error format whoever produced it.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from http import HTTPStatus
 
 PROBLEM_BASE = "https://strongroom.dev/problems/"
@@ -30,9 +31,15 @@ NOT_FOUND = "not-found"
 
 
 def problem_body(
-    status: int, type_id: str, detail: str, request_id: str, instance: str = ""
+    status: int,
+    type_id: str,
+    detail: str,
+    request_id: str,
+    instance: str = "",
+    *,
+    extensions: Mapping[str, object] | None = None,
 ) -> bytes:
-    doc = {
+    doc: dict[str, object] = {
         "type": PROBLEM_BASE + type_id,
         "title": HTTPStatus(status).phrase,
         "status": status,
@@ -41,6 +48,9 @@ def problem_body(
     }
     if instance:
         doc["instance"] = instance
+    if extensions:
+        # RFC 9457 §3.2 extension members (e.g. the security event id of a block).
+        doc.update(extensions)
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
@@ -54,9 +64,10 @@ def problem_response(
     close: bool = False,
     retry_after_s: int | None = None,
     extra_headers: list[tuple[bytes, bytes]] | None = None,
+    extensions: Mapping[str, object] | None = None,
 ) -> bytes:
     """A complete HTTP/1.1 response, ready to write to the client transport."""
-    body = problem_body(status, type_id, detail, request_id, instance)
+    body = problem_body(status, type_id, detail, request_id, instance, extensions=extensions)
     lines = [
         f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode(),
         b"content-type: application/problem+json",

@@ -40,6 +40,17 @@ from strongroom.edge.cache import (
     with_x_cache,
 )
 from strongroom.edge.compress import choose_encoding, compress, should_compress
+from strongroom.edge.guard import (
+    DEFER,
+    IDENTITY_CLIENT_HEADER,
+    IDENTITY_TENANT_HEADER,
+    ConnectionGate,
+    Gate,
+    GateRequest,
+    IdentityCache,
+    Refusal,
+    token_fingerprint,
+)
 from strongroom.edge.metrics import EdgeMetrics
 from strongroom.edge.retry_budget import RetryBudget
 from strongroom.edge.upstream import ConnectFailed, UpstreamConnection, UpstreamPool
@@ -107,10 +118,30 @@ class EdgeState:
     request_id_prefix: str = field(default_factory=lambda: os.urandom(6).hex())
     request_counter: itertools.count[int] = field(default_factory=itertools.count)
     pass_hints: OrderedDict[object, float] = field(default_factory=OrderedDict)
+    # Protections, in the order they run: head gates (blocklist, rate limits) as soon as
+    # the headers are in, then body gates (the WAF) on the whole body.
+    head_gates: list[Gate] = field(default_factory=list)
+    body_gates: list[Gate] = field(default_factory=list)
+    connection_gates: list[ConnectionGate] = field(default_factory=list)
+    identities: IdentityCache = field(default_factory=IdentityCache)
+    # Bodies up to this size are held whole before dispatch so body gates can inspect them.
+    inspect_body_bytes_max: int = 0
 
     def __post_init__(self) -> None:
         self.private_paths = frozenset(p.encode() for p in self.settings.private_paths)
         self.hsts = b"max-age=%d; includeSubDomains" % self.settings.hsts_max_age_s
+        self.gates: list[Gate] = [*self.head_gates, *self.body_gates]
+
+    def set_gates(
+        self,
+        head: list[Gate],
+        body: list[Gate],
+        connection: list[ConnectionGate],
+        inspect_body_bytes_max: int,
+    ) -> None:
+        self.head_gates, self.body_gates, self.connection_gates = head, body, connection
+        self.gates = [*head, *body]
+        self.inspect_body_bytes_max = inspect_body_bytes_max
 
     def passes(self, key: object) -> bool:
         """Whether `key` is marked hit-for-pass (its last response was not storable)."""
@@ -156,6 +187,7 @@ class ClientConnection(asyncio.Protocol):
         self._reading_paused = False
         self._writable = True
         self._write_waiters: list[asyncio.Future[None]] = []
+        self._gated_connection = False
 
     # connection lifecycle -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -181,11 +213,28 @@ class ClientConnection(asyncio.Protocol):
             self.closing = True
             return
         self.state.connections.add(self)
+        gates = self.state.connection_gates
+        for i, gate in enumerate(gates):
+            refusal = gate.admit_connection(self.client_ip)
+            if refusal is not None:
+                for admitted in gates[:i]:
+                    admitted.connection_closed(self.client_ip)
+                self.state.connections.discard(self)
+                self.state.metrics.rejected.labels(refusal.type_id).inc()
+                transport.write(refusal_response(refusal, self.state, self.state.new_request_id()))
+                transport.close()
+                self.closing = True
+                return
+        self._gated_connection = bool(gates)
         self._arm(self.limits.idle_timeout_s, "idle")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.state.connections.discard(self)
+        if self._gated_connection:
+            self._gated_connection = False
+            for gate in self.state.connection_gates:
+                gate.connection_closed(self.client_ip)
         self._disarm()
         for waiter in self._write_waiters:
             if not waiter.done():
@@ -412,6 +461,21 @@ class Exchange:
         )
         self.body_chunks: list[bytes] = []
         self.body_bytes = 0
+        # Gates: the request as they see it, the next gate to run and why we wait.
+        self.gate_request: GateRequest | None = None
+        self._gate_index = 0
+        self._gate_wait = ""
+        self._gates_released = False
+        self._raw_body: list[bytes] | None = None
+        if self.state.body_gates and head.has_body:
+            inspectable = head.chunked or (head.content_length or 0) <= (
+                self.state.inspect_body_bytes_max
+            )
+            if inspectable:
+                # Held whole (and so replayable) until the body gates have seen it.
+                self.replayable = True
+                if head.chunked:
+                    self._raw_body = []
         self.body_done = not head.has_body
         self.body_event: asyncio.Event | None = None
         self.body_sent_upstream = False
@@ -444,6 +508,11 @@ class Exchange:
         self.body_bytes += len(data)
         if self.body_bytes > self.client.limits.body_bytes_max:
             raise http1.FramingError(413, problem.BODY_TOO_LARGE, "request body too large")
+        if self._raw_body is not None:
+            if self.body_bytes > self.state.inspect_body_bytes_max:
+                self._raw_body = None  # too large to inspect: the body gates see None
+            else:
+                self._raw_body.append(data)
         framed = b"%x\r\n%s\r\n" % (len(data), data) if self.head.chunked else data
         conn = self.conn
         if self.body_sent_upstream and conn is not None and not conn.closed:
@@ -470,6 +539,7 @@ class Exchange:
 
     # lifecycle ---------------------------------------------------------------------------
     def client_gone(self) -> None:
+        self._release_gates(0)
         if self.finished:
             return
         if self._fast:
@@ -515,8 +585,105 @@ class Exchange:
     # Fast path: most requests need no coroutine at all ------------------------------------
     def begin(self) -> None:
         """Start the exchange: synchronously when a pooled connection is at hand."""
+        if self.state.gates:
+            verdict = self._gates_now()
+            if verdict is DEFER:
+                self.task = self.client.loop.create_task(self.run())
+                return
+            if isinstance(verdict, Refusal):
+                self._complete(self._refuse(verdict))
+                return
         if not self._try_fast():
             self.task = self.client.loop.create_task(self.run())
+
+    # gates ---------------------------------------------------------------------------------
+    def _gates_now(self) -> Refusal | object | None:
+        """Run the gates that can decide now; DEFER when one waits for the body or I/O."""
+        request = self.gate_request
+        if request is None:
+            head = self.head
+            request = self.gate_request = GateRequest(
+                client_ip=self.client.client_ip,
+                method=head.method,
+                target=head.target,
+                headers=head.headers,
+                request_id=self.request_id,
+                identity=self.state.identities.get(
+                    token_fingerprint(_header(head.headers, b"authorization"))
+                ),
+                body=None if head.has_body else b"",
+            )
+        gates = self.state.gates
+        first_body_gate = len(self.state.head_gates)
+        while self._gate_index < len(gates):
+            index = self._gate_index
+            if index >= first_body_gate and request.body is None and self.head.has_body:
+                if self.replayable and not self.body_done:
+                    self._gate_wait = "body"
+                    return DEFER
+                request.body = self._held_body()
+            verdict = gates[index].check(request)
+            if verdict is DEFER:
+                self._gate_wait = "io"
+                return DEFER
+            self._gate_index = index + 1
+            if verdict is not None:
+                return verdict
+        return None
+
+    async def _gates(self) -> Refusal | None:
+        """Run the remaining gates, waiting for the body and for I/O where they must."""
+        while True:
+            verdict = self._gates_now()
+            if verdict is None or isinstance(verdict, Refusal):
+                return verdict
+            if self._gate_wait == "body":
+                self.body_event = asyncio.Event()
+                await self.body_event.wait()
+                continue
+            assert self.gate_request is not None
+            gate = self.state.gates[self._gate_index]
+            self._gate_index += 1
+            refusal = await gate.check_async(self.gate_request)
+            if refusal is not None:
+                return refusal
+
+    def _held_body(self) -> bytes | None:
+        """The whole request body when the edge held it for inspection, else None."""
+        if not (self.replayable and self.body_done):
+            return None
+        if self.head.chunked:
+            return b"".join(self._raw_body) if self._raw_body is not None else None
+        return b"".join(self.body_chunks)
+
+    def _refuse(self, refusal: Refusal) -> int:
+        """Answer with a gate's refusal instead of a pod's response."""
+        self.state.metrics.rejected.labels(refusal.type_id).inc()
+        transport = self.client.transport
+        if self.response_started or transport is None or transport.is_closing():
+            return refusal.status
+        self.response_started = True
+        if refusal.close or not self.body_done or self.client.closing:
+            # An unread body would be parsed as the next request: close instead.
+            self.keep_alive = False
+        transport.write(
+            refusal_response(
+                refusal,
+                self.state,
+                self.request_id,
+                instance=self.head.target.decode("latin-1"),
+                close=not self.keep_alive,
+            )
+        )
+        return refusal.status
+
+    def _release_gates(self, status: int) -> None:
+        request = self.gate_request
+        if request is None or self._gates_released:
+            return
+        self._gates_released = True
+        for done in request.on_done:
+            done(status)
 
     def _needs_cache(self) -> bool:
         cache = self.state.cache
@@ -569,6 +736,7 @@ class Exchange:
 
     def _complete(self, status: int) -> None:
         self.finished = True
+        self._release_gates(status)
         if status:
             duration_s = time.monotonic() - self.started_at
             self.state.metrics.count_response(status, duration_s)
@@ -579,6 +747,11 @@ class Exchange:
     async def run(self, exclude: set[str] | None = None) -> None:
         status = 0
         try:
+            if self.state.gates and self._gate_index < len(self.state.gates):
+                refusal = await self._gates()
+                if refusal is not None:
+                    status = self._refuse(refusal)
+                    return
             if exclude is not None:
                 # Continuing a fast-path exchange whose first attempt failed.
                 status = await self._proxy(buffer_limit=0, exclude=exclude, attempt=1)
@@ -873,7 +1046,7 @@ class Exchange:
         self, status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool
     ) -> None:
         self._resp_status = status
-        self._resp_headers = headers
+        self._resp_headers = headers = self._learn_identity(headers)
         self._resp_keep_alive = keep_alive
         head_fut = self._head_fut
         self.head_deadline = _NEVER
@@ -972,6 +1145,28 @@ class Exchange:
                 transport.abort()
             done.set_exception(_Retry("reset"))
 
+    def _learn_identity(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """Take the pod's verified client/tenant headers off the response and remember them."""
+        client = tenant = None
+        for name, value in headers:
+            if name == IDENTITY_CLIENT_HEADER:
+                client = value
+            elif name == IDENTITY_TENANT_HEADER:
+                tenant = value
+        if client is None and tenant is None:
+            return headers
+        if client is not None:
+            self.state.identities.learn(
+                token_fingerprint(_header(self.head.headers, b"authorization")),
+                client.decode("latin-1"),
+                tenant.decode("latin-1") if tenant is not None else None,
+            )
+        return [
+            (name, value)
+            for name, value in headers
+            if name not in (IDENTITY_CLIENT_HEADER, IDENTITY_TENANT_HEADER)
+        ]
+
     # writing to the client ------------------------------------------------------------
     def _response_head(
         self,
@@ -987,6 +1182,10 @@ class Exchange:
         parts.append(framing)
         parts.append(b"x-request-id: %s\r\n" % self.request_id.encode())
         parts.append(b"strict-transport-security: %s\r\n" % self.state.hsts)
+        gated = self.gate_request
+        if gated is not None:
+            for name, value in gated.response_headers:
+                parts += (name, b": ", value, b"\r\n")
         if not self.keep_alive or self.client.closing:
             self.keep_alive = False
             parts.append(b"connection: close\r\n")
@@ -1118,6 +1317,28 @@ class Exchange:
             parts.append(b"content-length: %d\r\n" % head.content_length)
         parts.append(b"\r\n")
         return b"".join(parts)
+
+
+def refusal_response(
+    refusal: Refusal,
+    state: EdgeState,
+    request_id: str,
+    *,
+    instance: str = "",
+    close: bool = True,
+) -> bytes:
+    """A gate's refusal as a complete problem+json response."""
+    return problem.problem_response(
+        refusal.status,
+        refusal.type_id,
+        refusal.detail,
+        request_id,
+        instance=instance,
+        close=close,
+        retry_after_s=refusal.retry_after_s,
+        extra_headers=[(b"strict-transport-security", state.hsts), *refusal.headers],
+        extensions={"event_id": refusal.event_id} if refusal.event_id else None,
+    )
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:

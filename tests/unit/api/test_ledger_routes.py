@@ -935,3 +935,24 @@ async def test_a_read_only_token_cannot_move_money(
     ):
         denied = await client.request(method, path, json={}, headers=headers)
         assert denied.status_code == 403 and denied.json()["type"].endswith("/insufficient-scope")
+
+
+# --- identity for the edge ----------------------------------------------------------------
+
+
+async def test_the_pod_names_the_verified_client_and_tenant_to_the_edge_only(
+    alpha: Api, world: dict[str, Any]
+) -> None:
+    wallet = await alpha.account()
+    from_edge = await alpha.call(
+        "GET", f"/v1/accounts/{wallet}", headers={"x-strongroom-edge": EDGE_SECRET}
+    )
+    assert from_edge.headers["x-strongroom-client"] == world["alpha"]["client_id"]
+    assert from_edge.headers["x-strongroom-tenant"]
+    direct = await alpha.call("GET", f"/v1/accounts/{wallet}")
+    assert "x-strongroom-client" not in direct.headers
+    anonymous = await alpha.http.get(
+        f"/v1/accounts/{wallet}", headers={"x-strongroom-edge": EDGE_SECRET}
+    )
+    assert anonymous.status_code == 401
+    assert "x-strongroom-client" not in anonymous.headers

@@ -1,0 +1,1 @@
+"""The edge's web application firewall: normalize, parse, detect, score, decide."""
