@@ -336,7 +336,8 @@ POD_ENTRIES: dict[str, str | None] = {
 
 
 def run_starlette_pod(settings: Settings, index: int, zone: str) -> None:
-    """A minimal pod (``/healthz``, ``/readyz``) with the real pod's server settings."""
+    """A minimal pod (``/healthz``, ``/readyz``, ``/v1/*`` accepting anything) with the real
+    pod's server settings."""
     # Imported here: only the pod child pays for the web stack.
     import uvicorn  # noqa: PLC0415
     from starlette.applications import Starlette  # noqa: PLC0415
@@ -350,7 +351,18 @@ def run_starlette_pod(settings: Settings, index: int, zone: str) -> None:
     async def readyz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ready"})
 
-    app = Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz)])
+    async def accept(request: Request) -> JSONResponse:
+        # A stand-in for API routes: reads the body, answers like a created resource.
+        body = await request.body()
+        return JSONResponse({"accepted": len(body)}, status_code=201)
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/v1/{rest:path}", accept, methods=["GET", "POST"]),
+        ]
+    )
     uvicorn.run(
         app,
         host=settings.pods.host,
@@ -439,8 +451,18 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def load_command(url: str, connections: int, duration_s: float, *, threads: int = 1) -> list[str]:
-    """The load generator's argv: wrk when installed, else this module's fallback."""
+def load_command(
+    url: str,
+    connections: int,
+    duration_s: float,
+    *,
+    threads: int = 1,
+    script: Path | None = None,
+) -> list[str]:
+    """The load generator's argv: wrk when installed, else this module's fallback.
+
+    ``script`` is a wrk Lua script (method, body, headers of the request); only wrk runs it.
+    """
     if wrk_available():
         return [
             "wrk",
@@ -450,8 +472,11 @@ def load_command(url: str, connections: int, duration_s: float, *, threads: int 
             "--latency",
             "-H",
             "Host: localhost",
+            *(["-s", str(script)] if script is not None else []),
             url,
         ]
+    if script is not None:
+        raise RuntimeError("a scripted load (POST bodies) needs wrk")
     return [
         sys.executable,
         "-m",
@@ -472,9 +497,10 @@ def run_load(
     *,
     cpu: int | None = None,
     threads: int = 1,
+    script: Path | None = None,
 ) -> LoadResult:
     """Drive ``url`` with keep-alive connections for ``duration_s``; bounded in time."""
-    argv = pinned(load_command(url, connections, duration_s, threads=threads), cpu)
+    argv = pinned(load_command(url, connections, duration_s, threads=threads, script=script), cpu)
     completed = subprocess.run(
         argv,
         cwd=REPO_ROOT,

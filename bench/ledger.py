@@ -927,6 +927,16 @@ class LedgerPlatform:
             "STRONGROOM_AUTH__DPOP_REQUIRED_SCOPES": "[]",
             "STRONGROOM_PODS__PORT_BASE": str(free_port()),
             "STRONGROOM_EDGE__ADMIN_PORT": str(free_port()),
+            # wrk is one address and one OAuth client sending as fast as the ledger answers:
+            # the per-address limits exempt it and the per-client budget is out of reach,
+            # so the bench measures the ledger. Every rate-limit check and the WAF still run.
+            "STRONGROOM_EDGE__RATE_LIMITS__EXEMPT_NETWORKS": '["127.0.0.0/8", "::1/128"]',
+            "STRONGROOM_EDGE__RATE_LIMITS__POLICIES": json.dumps(
+                [{"name": "client", "key": "client", "limit": 10_000_000, "burst": 10_000_000}]
+            ),
+            "STRONGROOM_EDGE__RATE_LIMITS__CONCURRENCY": json.dumps(
+                [{"name": "client-inflight", "key": "client", "concurrent_max": 100_000}]
+            ),
         }
         self.proc = procs.start(
             f"strongroom-up-{data_dir.name}",

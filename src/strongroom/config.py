@@ -12,12 +12,13 @@ its default beside it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -132,6 +133,171 @@ class CacheSettings(BaseModel):
     brotli_quality: int = 4
 
 
+class BlocklistSettings(BaseModel):
+    """IP/CIDR and OAuth-client block and allow entries at the edge, and per-IP caps."""
+
+    # Off only for benchmarks of the bare proxy: no store polling, no checks.
+    enabled: bool = True
+    # Each edge worker polls the store this often; a block must apply everywhere within
+    # 1 s, and a poll is one indexed query (microseconds on SQLite, a round trip on PG).
+    poll_s: float = Field(default=0.25, gt=0, le=1.0)
+    # Entries in force; an add beyond is refused (blocklist-full). 100k entries take
+    # ~25 MB and a ~1 s load per edge worker; a runaway SIEM rule must not take more.
+    entries_max: int = Field(default=100_000, ge=1)
+    # Open connections per client address per edge worker. Browsers open ≤ 6 per host and
+    # API clients pool a few dozen; 256 leaves room for a NAT gateway of many users while
+    # one address can no longer hold the worker's connections_max (16,384).
+    connections_per_ip_max: int = Field(default=256, ge=1)
+    # IPv6 clients are counted per network of this prefix: one host is usually given a
+    # whole /64 and could otherwise open the cap once per address.
+    ipv6_prefix_len: int = Field(default=64, ge=1, le=128)
+
+
+class RateLimitPolicy(BaseModel):
+    """One rate limit: ``limit`` requests per ``window_s`` per key, bursts up to ``burst``."""
+
+    # The RateLimit-Policy identifier clients see; also part of the limiter's keys.
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    # ip: per client address (IPv6 per network); client/tenant: per OAuth client or tenant
+    # the edge has learnt for the bearer token (anonymous requests skip these); route:
+    # one budget for every caller of the matched routes.
+    key: Literal["ip", "client", "tenant", "route"]
+    limit: int = Field(ge=1)
+    window_s: int = Field(default=1, ge=1, le=86_400)
+    # Requests admitted back to back after a quiet period (GCRA's tolerance + 1).
+    burst: int = Field(ge=1)
+    # Upper-case methods; empty matches every method.
+    methods: list[str] = Field(default_factory=list)
+    # A path prefix on segment boundaries ("/" is everything), or a glob when it holds
+    # * (one segment), ** (any depth), ? or [..].
+    path: str = Field(default="/", pattern=r"^/")
+
+
+class ConcurrencyPolicy(BaseModel):
+    """At most ``concurrent_max`` requests of one key in flight at once (per edge host)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    key: Literal["ip", "client", "tenant", "route"]
+    concurrent_max: int = Field(ge=1)
+    methods: list[str] = Field(default_factory=list)
+    path: str = Field(default="/", pattern=r"^/")
+
+
+def _default_rate_policies() -> list[RateLimitPolicy]:
+    return [
+        # One address: an API integration rarely needs 100 r/s, and 2 s of burst absorbs
+        # a batch job's start; behind a shared NAT the client/tenant limits are the fair ones.
+        RateLimitPolicy(name="ip", key="ip", limit=100, window_s=1, burst=200),
+        # One OAuth client may use two addresses' worth (several hosts, one credential).
+        RateLimitPolicy(name="client", key="client", limit=200, window_s=1, burst=400),
+        # A tenant's clients together: the platform's fair-share unit.
+        RateLimitPolicy(name="tenant", key="tenant", limit=1000, window_s=1, burst=2000),
+        # Client authentication is where secrets are guessed: a token lives 5 minutes, so
+        # 300 per minute per address serves any honest fleet behind one NAT and still
+        # turns a brute force into a crawl.
+        RateLimitPolicy(
+            name="token-ip", key="ip", limit=300, window_s=60, burst=30,
+            methods=["POST"], path="/oauth2/token",
+        ),
+        # Password guessing at the login form: a person types a handful per minute.
+        RateLimitPolicy(
+            name="login-ip", key="ip", limit=30, window_s=60, burst=10,
+            methods=["POST"], path="/oauth2/authorize",
+        ),
+    ]  # fmt: skip
+
+
+class RateLimitSettings(BaseModel):
+    """GCRA rate limits and concurrency caps at the edge, exact across edge workers."""
+
+    # Off only for benchmarks of the bare proxy.
+    enabled: bool = True
+    # auto: Redis in the production profile (limits hold across hosts), a shared-memory
+    # table in the embedded one (exact across this host's edge workers, no server).
+    store: Literal["auto", "shared_memory", "redis"] = "auto"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # A check is on every request's path: a Redis slower than this is treated as down.
+    # Ten times a LAN round trip, far below any client's patience.
+    redis_timeout_s: float = Field(default=0.05, gt=0, le=5.0)
+    # Connections per edge worker = script calls in flight at once; checks arriving
+    # meanwhile share the next call, so 4 carry tens of thousands of checks per second.
+    redis_connections_max: int = Field(default=4, ge=1, le=64)
+    # After a failure Redis is retried this often (one request probes); in between every
+    # decision is taken locally, so a dead Redis costs no timeout per request.
+    redis_retry_s: float = Field(default=1.0, gt=0, le=60.0)
+    # Redis unreachable: "open" limits each worker locally with its share of every policy
+    # (availability first: payments keep flowing); "closed" answers 503.
+    fail_mode: Literal["open", "closed"] = "open"
+    # Shared-memory table size in keys. A key lives while it holds
+    # back-pressure (≤ burst/rate, 2 s by default), so 256k slots (4 MiB) track a
+    # quarter of a million clients active at once before the least-limited is evicted.
+    shared_slots: int = Field(default=262_144, ge=1024, le=1 << 26)
+    # Keys with requests in flight, per host (each slot has a column per edge worker).
+    concurrency_slots: int = Field(default=65_536, ge=1024, le=1 << 22)
+    # IPv6 clients are limited per network of this prefix: a host usually owns a /64.
+    ipv6_prefix_len: int = Field(default=64, ge=1, le=128)
+    # Peers not limited per address (their clients and tenants still are): a load
+    # balancer in front of the edge without the PROXY protocol, health checkers. Empty:
+    # the edge faces clients directly and every address is limited.
+    exempt_networks: list[str] = Field(default_factory=list)
+    # Distinct (policy, key) pairs aggregated into events per second; beyond, refusals
+    # share one event per policy, so a spread-out flood cannot flood the SIEM.
+    event_keys_max: int = Field(default=10_000, ge=1)
+    policies: list[RateLimitPolicy] = Field(default_factory=_default_rate_policies)
+    # Slow clients hold pod capacity without sending many requests: 64 in flight is
+    # several times what a well-behaved client's connection pool issues.
+    concurrency: list[ConcurrencyPolicy] = Field(
+        default_factory=lambda: [
+            ConcurrencyPolicy(name="client-inflight", key="client", concurrent_max=64)
+        ]
+    )
+
+    @field_validator("exempt_networks")
+    @classmethod
+    def _networks_parse(cls, networks: list[str]) -> list[str]:
+        for network in networks:
+            ipaddress.ip_network(network, strict=False)
+        return networks
+
+
+class WafSettings(BaseModel):
+    """The edge's web application firewall (``edge/waf/``): scoring, limits, rule files."""
+
+    # Off only for benchmarks of the bare proxy.
+    enabled: bool = True
+    # detect-only records what would have been blocked (security events) and forwards:
+    # for trying new rules or paranoia levels on live traffic first.
+    mode: Literal["block", "detect-only"] = "block"
+    # OWASP CRS paranoia: 1 blocks only what real traffic never carries; 2-4 add rules
+    # that catch more obfuscation at the price of false positives.
+    paranoia: int = Field(default=1, ge=1, le=4)
+    # Anomaly points that block (critical 5, error 4, warning 3, notice 2): CRS's default
+    # of 5 blocks on one critical finding or on two lesser ones together.
+    inbound_threshold: int = Field(default=5, ge=1)
+    # Bodies up to the edge's own limit are inspected whole (a payload padded past an
+    # inspection window must not pass); larger ones are refused, not waved through.
+    inspect_body_bytes_max: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # JSON nested deeper than this is refused (json-too-deep): APIs use < 10 levels, and
+    # deep nesting is a parser-exhaustion attack.
+    json_depth_max: int = Field(default=32, ge=2, le=512)
+    # Keys + values per JSON body: a batch of 8,190 transfers with metadata is ~115k, and
+    # the 4 MiB body limit already bounds the count (≤ 2M); this only stops pathological
+    # bodies of tiny values from costing seconds of inspection.
+    json_values_max: int = Field(default=1_000_000, ge=100)
+    # One JSON string or key longer than this is refused (json-too-large).
+    json_string_chars_max: int = Field(default=1024 * 1024, ge=1024)
+    # Methods the platform serves; anything else (TRACE, WebDAV, made-up verbs) is a
+    # protocol violation the WAF blocks.
+    allowed_methods: list[str] = Field(
+        default_factory=lambda: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    )
+    # Operators' extra rule and exclusion files (*.toml, see edge/waf/rules/README.md),
+    # loaded after the built-in ones; None: built-in rules only.
+    rules_dir: Path | None = None
+    # How often rule files are checked for changes (a stat per file).
+    reload_poll_s: float = Field(default=1.0, gt=0)
+
+
 class EdgeSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8443
@@ -151,6 +317,9 @@ class EdgeSettings(BaseModel):
     limits: EdgeLimits = Field(default_factory=EdgeLimits)
     balancer: BalancerSettings = Field(default_factory=BalancerSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    blocklist: BlocklistSettings = Field(default_factory=BlocklistSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    waf: WafSettings = Field(default_factory=WafSettings)
     # How often edge workers look for changed upstream lists and certificates.
     reload_poll_s: float = 1.0
 

@@ -129,6 +129,10 @@ def running_platform(
         **os.environ,
         "STRONGROOM_PODS__PORT_BASE": str(pod_base),
         "STRONGROOM_EDGE__ADMIN_PORT": str(admin_base),
+        # Every test client shares the loopback address: per-address rate limits would
+        # throttle the suite, not a client. Clients and tenants are still limited, and
+        # per-address limits have their own end-to-end tests (test_edge_rate_limits).
+        "STRONGROOM_EDGE__RATE_LIMITS__EXEMPT_NETWORKS": '["127.0.0.0/8", "::1/128"]',
         **(extra_env or {}),
     }
     proc = subprocess.Popen(

@@ -8,6 +8,7 @@ every account's counters must equal the sums of its entries.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -42,6 +43,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Ite
         # Bearer tokens for this load (DPoP-bound money movement is covered by
         # tests/e2e/test_ledger_api.py); the default requires DPoP for transfers:write.
         "STRONGROOM_AUTH__DPOP_REQUIRED_SCOPES": "[]",
+        # One OAuth client drives all 32 connections as fast as the ledger answers: its
+        # per-client budget is raised so the test measures the ledger, not the limiter.
+        "STRONGROOM_EDGE__RATE_LIMITS__POLICIES": json.dumps(
+            [{"name": "client", "key": "client", "limit": 100_000, "burst": 100_000}]
+        ),
+        "STRONGROOM_EDGE__RATE_LIMITS__CONCURRENCY": "[]",
     }
     with running_platform(tmp_path_factory.mktemp("ledger-pg"), pods=2, extra_env=env) as p:
         yield p

@@ -22,6 +22,7 @@ from strongroom.adapters.db.engine import make_engine
 from strongroom.adapters.db.migrate import Readiness, check_ready
 from strongroom.api import (
     audit_routes,
+    blocks_routes,
     clients_routes,
     health,
     ledger_accounts_routes,
@@ -61,6 +62,7 @@ def build_v1_router() -> APIRouter:
         clients_routes.router,
         tenants_routes.router,
         audit_routes.router,
+        blocks_routes.router,
     ):
         v1.routes.extend(router.routes)
     return v1

@@ -78,6 +78,9 @@ EVENT_TYPES: frozenset[str] = LEDGER_EVENT_TYPES | frozenset(
         # Automated security response.
         "siem.action_taken",
         "siem.action_lifted",
+        # Edge blocklist entries (block or allow an address, network or client).
+        "edge_block.added",
+        "edge_block.removed",
     }
 )
 """Every event an audit entry may record; the ledger's own event types are included as is."""

@@ -27,6 +27,10 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        # Tables inside arrays (e.g. rate-limit policies) as inline tables.
+        items = (f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None)
+        return "{ " + ", ".join(items) + " }"
     # JSON string escapes are valid TOML basic-string escapes.
     return json.dumps(str(value))
 

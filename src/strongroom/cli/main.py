@@ -20,6 +20,7 @@ from rich.console import Console
 from strongroom import __version__
 from strongroom.cli.audit_commands import register_audit_commands
 from strongroom.cli.auth_commands import register_auth_commands
+from strongroom.cli.block_commands import register_block_commands
 from strongroom.cli.config_view import masked_settings, to_toml
 from strongroom.cli.dpop_commands import register_dpop_commands
 from strongroom.cli.settings_options import (
@@ -184,6 +185,7 @@ register_auth_commands(app)
 register_user_commands(app)
 register_dpop_commands(app)
 register_audit_commands(app)
+register_block_commands(app)
 
 if __name__ == "__main__":
     app()

@@ -26,8 +26,8 @@ IDENTITY_CLIENT_HEADER = b"x-strongroom-client"
 IDENTITY_TENANT_HEADER = b"x-strongroom-tenant"
 
 
-class _Defer:
-    """Sentinel type of :data:`DEFER`."""
+class Defer:
+    """The type of :data:`DEFER`, the one instance gates return to ask for ``check_async``."""
 
     __slots__ = ()
 
@@ -35,7 +35,7 @@ class _Defer:
         return "DEFER"
 
 
-DEFER: Final = _Defer()
+DEFER: Final = Defer()
 
 
 @dataclass(slots=True)
@@ -97,7 +97,7 @@ class Gate(Protocol):
 
     name: str
 
-    def check(self, request: GateRequest) -> Refusal | _Defer | None:
+    def check(self, request: GateRequest) -> Refusal | Defer | None:
         """Decide in memory, or answer DEFER to be asked again with ``check_async``."""
 
     async def check_async(self, request: GateRequest) -> Refusal | None:
@@ -164,7 +164,9 @@ class ConnectionGate(Protocol):
 class EdgeProtection(Protocol):
     """One protection as the edge worker wires it: a gate plus its background work."""
 
-    gate: Gate
+    @property
+    def gate(self) -> Gate:
+        """The request gate (read-only here, so any Gate implementation fits)."""
 
     async def run(self) -> None:
         """Background work until cancelled: rule reloads, blocklist sync, key expiry."""

@@ -93,6 +93,8 @@ class EdgeWorker:
             self.protections.connection_gates,
             self.protections.inspect_body_bytes_max,
         )
+        for collector in self.protections.collectors:
+            self.metrics.registry.register(collector)
         self.metrics.watch_state(
             self.balancer.snapshot,
             lambda: len(self.state.connections),
@@ -211,9 +213,11 @@ class EdgeWorker:
         for conn in list(self.state.connections):
             if conn.transport is not None:
                 conn.transport.abort()
-        for task in tasks:
+        # Protections first (they emit their last aggregated events as they stop), then the
+        # security-event writer, whose final flush then includes them.
+        events_task = next(t for t in tasks if t.get_name() == "security-events")
+        for task in [t for t in tasks if t is not events_task] + [events_task]:
             task.cancel()
-        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.state.pool.close()

@@ -85,10 +85,19 @@ class SecurityEvents:
         self.dropped = 0
         self.recent: deque[dict[str, Any]] = deque(maxlen=256)
 
-    def emit(self, event: SecurityEvent) -> str:
-        """Queue ``event``; returns its id (quoted in the client's problem document)."""
+    def reserve_id(self) -> str:
+        """An id for an event emitted later: an aggregated event (one per key and second)
+        is quoted to the first refused client before its count is final."""
         self._counter += 1
-        event.event_id = f"sev-{self._prefix}-{self._counter:08x}"
+        return f"sev-{self._prefix}-{self._counter:08x}"
+
+    def emit(self, event: SecurityEvent) -> str:
+        """Queue ``event``; returns its id (quoted in the client's problem document).
+
+        An event that already carries an id from :meth:`reserve_id` keeps it.
+        """
+        if not event.event_id:
+            event.event_id = self.reserve_id()
         self.emitted[event.kind] = self.emitted.get(event.kind, 0) + 1
         if len(self._queue) >= QUEUE_EVENTS_MAX:
             self._queue.popleft()

@@ -486,3 +486,32 @@ sa.Index(
     audit_entries.c.tenant_id,
     audit_entries.c.occurred_at_us,
 )
+
+# -- Edge blocklist (issue 6) -------------------------------------------------------------
+# IP/CIDR and OAuth-client block and allow entries every edge worker enforces. Removal is
+# soft (removed_at) so workers see it as a change; `version` is the change sequence they
+# poll by: each add or removal takes max(version) + 1 under the writers' lock
+# (blocklist_store), so version order is commit order on both backends. AUTOINCREMENT:
+# an entry id is never reused, even after the highest row is gone.
+edge_blocks = sa.Table(
+    "edge_blocks",
+    metadata,
+    sa.Column("id", _SEQ, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(8), nullable=False),
+    # Canonical address, network or client id (edge.blocklist_ports.canonical_value).
+    sa.Column("value", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(8), nullable=False),
+    sa.Column("reason", sa.String(200), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    # Epoch seconds, like the auth tables.
+    sa.Column("created_at", sa.Double, nullable=False),
+    # NULL: until removed.
+    sa.Column("expires_at", sa.Double, nullable=True),
+    sa.Column("removed_at", sa.Double, nullable=True),
+    sa.Column("removed_by", sa.String(200), nullable=True),
+    sa.Column("version", sa.BigInteger, nullable=False, unique=True),
+    sa.CheckConstraint("kind IN ('ip', 'cidr', 'client')", name="kind"),
+    sa.CheckConstraint("action IN ('block', 'allow')", name="action"),
+    sa.Index("ix_edge_blocks_kind_value", "kind", "value"),
+    sqlite_autoincrement=True,
+)

@@ -21,7 +21,7 @@ class Finding:
     category: str
     # Anomaly points (CRITICAL … NOTICE).
     severity: int
-    # The lowest paranoia level (1–4) at which this finding counts.
+    # The lowest paranoia level (1 to 4) at which this finding counts.
     paranoia: int
     # A short excerpt or token fingerprint (≤ 64 characters) for the security event.
     evidence: str
