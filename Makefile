@@ -23,8 +23,14 @@ install: $(VENV)/.synced
 run: $(VENV)/.synced
 	$(VENV)/bin/strongroom up
 
+# Unit and integration tests in two processes (each PostgreSQL test has its own database);
+# end-to-end tests, which start whole platforms and time what they see, one at a time.
+# Both halves always run; the target fails if either does.
 test: $(VENV)/.synced
-	$(VENV)/bin/python -m pytest
+	@status=0; \
+	$(VENV)/bin/python -m pytest -n 2 tests/unit tests/integration || status=1; \
+	$(VENV)/bin/python -m pytest tests/e2e tests/conformance || status=1; \
+	exit $$status
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check src tests bench
