@@ -466,6 +466,7 @@ class Exchange:
         self._gate_index = 0
         self._gate_wait = ""
         self._gates_released = False
+        self._begin_on_body = False
         self._raw_body: list[bytes] | None = None
         if self.state.body_gates and head.has_body:
             inspectable = head.chunked or (head.content_length or 0) <= (
@@ -536,6 +537,9 @@ class Exchange:
             self.body_chunks.append(terminator)
         if self.body_event is not None:
             self.body_event.set()
+        if self._begin_on_body:
+            self._begin_on_body = False
+            self.begin()
 
     # lifecycle ---------------------------------------------------------------------------
     def client_gone(self) -> None:
@@ -588,6 +592,11 @@ class Exchange:
         if self.state.gates:
             verdict = self._gates_now()
             if verdict is DEFER:
+                if self._gate_wait == "body":
+                    # The body is held for inspection: `body_complete` calls begin() again,
+                    # so a small body that arrives with its headers keeps the fast path.
+                    self._begin_on_body = True
+                    return
                 self.task = self.client.loop.create_task(self.run())
                 return
             if isinstance(verdict, Refusal):
