@@ -60,9 +60,24 @@ _HEX_OR_UUID = re.compile(r"[0-9A-Fa-f-]+")
 # A path of plain segments: rules read it as is, nothing to decode, no grammar to parse.
 _INERT_PATH = re.compile(r"/[\w./-]*")
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e\u00a0-\uffff]")
+# Clean verdicts remembered per rule set: names (argument names, JSON keys, cookie names)
+# and header values repeat from request to request, and a value that drew no finding
+# once draws none again under the same rules. Only values up to this length, and at most
+# this many (the memo is emptied when full: hostile unique values only cost a miss).
+CLEAN_VALUE_CHARS_MAX = 256
+CLEAN_ENTRIES_MAX = 4096
 # A JWS in compact serialization (RFC 7515 §7.1): a signed token in a form field, query or
 # JSON value (OAuth client assertions, tokens sent to introspection and revocation).
 _JWS = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*")
+
+# Headers that carry client addresses (a fixed grammar, read as sent while they hold
+# one) and what they may hold: IPv4/IPv6 addresses, ports, "unknown", RFC 7239 pairs.
+_ADDRESS_HEADERS = frozenset(
+    {"header:x-forwarded-for", "header:x-real-ip", "header:forwarded", "header:x-forwarded-host"}
+)
+_ADDRESS_LIST = re.compile(r'\s*[\w.:\[\]"=-]+(?:\s*[,;]\s*[\w.:\[\]"=-]+)*\s*')
+# The header class an address header is inspected as once it holds something else.
+_UNPARSED_HEADER = "x-unparsed-address"
 
 Detect = Callable[[str, int], Finding | None]
 
@@ -154,7 +169,7 @@ class _Scoring:
     """Findings of one request: each rule counts once, at its highest score; excluded
     ones not at all."""
 
-    __slots__ = ("exclusions", "paranoia", "result", "seen", "threshold")
+    __slots__ = ("attempts", "exclusions", "paranoia", "result", "seen", "threshold")
 
     def __init__(self, paranoia: int, threshold: int, exclusions: list[Exclusion]) -> None:
         self.paranoia = paranoia
@@ -163,9 +178,12 @@ class _Scoring:
         self.result = WafResult()
         # rule id -> index of its match in result.matches
         self.seen: dict[str, int] = {}
+        # Findings offered, excluded or not (a value that drew none is clean everywhere).
+        self.attempts = 0
 
     def add(self, rule_id: str, category: str, location: str, evidence: str, score: int) -> bool:
         """Record a finding; True once the request is to be blocked."""
+        self.attempts += 1
         result = self.result
         known = self.seen.get(rule_id)
         if known is not None and result.matches[known].score >= score:
@@ -204,6 +222,11 @@ class Waf:
             json_values_max=settings.json_values_max,
             json_string_chars_max=settings.json_string_chars_max,
         )
+        # (location or kind, value) -> None for values that drew no finding; a new dict
+        # per rule set, so a thread still inspecting under the old rules cannot write
+        # verdicts into the new rules' memo.
+        self._clean: dict[tuple[str, str], None] = {}
+        self._clean_ruleset: RuleSet | None = None
         self._allowed_methods = frozenset(m.upper().encode() for m in settings.allowed_methods)
         self._plans: dict[tuple[str, HeaderClass | None, bool], _Plan] = {}
         self._plans_ruleset: RuleSet | None = None
@@ -230,15 +253,39 @@ class Waf:
         except NotInspectableError as exc:
             scoring.result.not_inspectable = exc
             return scoring.result
+        clean = self._clean
+        if self._clean_ruleset is not ruleset:
+            clean = self._clean = {}
+            self._clean_ruleset = ruleset
         for part in parts:
+            value = part.value
+            if part.is_name:
+                key: tuple[str, str] | None = (part.kind, value)
+            elif part.kind == HEADER:
+                key = (part.location, value)
+            else:
+                key = None
+            if key is not None:
+                if key in clean:
+                    continue
+                if len(value) > CLEAN_VALUE_CHARS_MAX:
+                    key = None
+            attempts = scoring.attempts
             if self._inspect_part(part, ruleset, scoring):
                 break
+            if key is not None and scoring.attempts == attempts:
+                if len(clean) >= CLEAN_ENTRIES_MAX:
+                    clean.clear()
+                clean[key] = None
         return scoring.result
 
-    def _plan(self, ruleset: RuleSet, part: Part, paranoia: int) -> _Plan:
+    def _plan(
+        self, ruleset: RuleSet, part: Part, paranoia: int, header: str | None = None
+    ) -> _Plan:
         """What inspects a kind of location, cached per rule set by kind and header class
         (never by client-chosen names, so the cache stays a handful of entries)."""
-        header = part.location[len(HEADER) + 1 :] if part.kind == HEADER else None
+        if header is None and part.kind == HEADER:
+            header = part.location[len(HEADER) + 1 :]
         key = (part.kind, ruleset.header_class(header) if header else None, part.is_name)
         if self._plans_ruleset is not ruleset:
             self._plans.clear()
@@ -261,6 +308,14 @@ class Waf:
         """Run the part's rules and detectors over its forms; True once blocked."""
         value = part.value
         plan = self._plan(ruleset, part, scoring.paranoia)
+        if (
+            plan.as_sent
+            and part.location in _ADDRESS_HEADERS
+            and not _ADDRESS_LIST.fullmatch(value)
+        ):
+            # A client-address header that holds no addresses: applications log and
+            # look these up, so it is inspected as any other input.
+            plan = self._plan(ruleset, part, scoring.paranoia, header=_UNPARSED_HEADER)
         if plan.as_sent:
             # Fixed-grammar headers (Accept, Host, Referer …) are read by the stack as
             # sent, never decoded: only the rules for every header apply (Log4Shell,

@@ -36,6 +36,10 @@ BASE64_CHARS_MIN = 8
 BASE64_PRINTABLE_RATIO_MIN = 0.9
 # Base64 tokens looked at inside one longer value (``id=…&data=<base64>``).
 BASE64_TOKENS_MAX = 4
+# A base64-alphabet value is read as '+'-joined words when it has this many pieces, none
+# longer than this (base64 has a '+' about every 64 characters).
+PLUS_WORDS_MIN = 3
+PLUS_WORD_CHARS_MAX = 24
 # Runs of one repeated character longer than this are squeezed to this length: padding
 # (``AAAA…``, 128 KiB before the payload) must cost nothing and change no verdict.
 CHAR_RUN_MAX = 16
@@ -78,6 +82,15 @@ _CRLF_LOOKALIKE = re.compile(
 _INVISIBLE = re.compile(r"[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 # Control characters (but tab and line breaks), C1 controls and U+FFFD: what random bytes
 # decode to and text does not contain.
+# Slashes and backslashes NFKC leaves alone but Windows' best-fit mapping (IIS, Win32
+# file APIs) turns into path separators: U+2215, U+2216, U+29F5, U+FE68.
+_SLASH_LOOKALIKES = str.maketrans({"\u2215": "/", "\u2044": "/", "\u2216": "\\", "\u29f5": "\\",
+                                   "\ufe68": "\\"})  # fmt: skip
+_SLASH_LOOKALIKE = re.compile("[\u2215\u2044\u2216\u29f5\ufe68]")
+# Words joined by '+' (a form-encoded space) around a letter.
+_PLUS_JOINED = re.compile(r"[\w'\"]\+[A-Za-z('\"]")
+_PLAIN_SEGMENT = re.compile(r"[\w.~@:,=-]*")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _UNPRINTABLE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd]")
 
 
@@ -122,13 +135,21 @@ def percent_decode(value: str, *, plus_is_space: bool = False) -> str:
     if "%" not in value:
         return value
     if "%u" in value or "%U" in value:
-        value = _PERCENT_U.sub(lambda m: chr(int(m.group(1), 16)), value)
+        value = _paired(_PERCENT_U.sub(lambda m: chr(int(m.group(1), 16)), value))
     return _PERCENT_RUN.sub(_percent_run, value)
 
 
 def _js_escape(match: re.Match[str]) -> str:
     code = int(match.group(1) or match.group(2) or match.group(3), 16)
     return chr(code) if code <= 0x10FFFF else match.group()
+
+
+def _paired(value: str) -> str:
+    """``value`` with UTF-16 surrogate pairs (``\\ud83d\\ude00``, ``%uD83D%uDE00``) joined
+    into their characters and lone surrogates replaced: no text encoder accepts them."""
+    if not _SURROGATE.search(value):
+        return value
+    return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def _decode_once(value: str) -> str:
@@ -138,7 +159,7 @@ def _decode_once(value: str) -> str:
         value = html.unescape(value)
     if "\\" in value:
         value = _JS_ESCAPE.sub(_js_escape, value)
-    return value
+    return _paired(value)
 
 
 def squeeze(value: str) -> str:
@@ -236,6 +257,12 @@ def fully_decoded(value: str) -> str:
     return current
 
 
+def _plus_joined_words(value: str) -> bool:
+    """`1+UNION+ALL+SELECT` rather than base64 (whose '+' fall every ~64 characters)."""
+    pieces = value.split("+")
+    return len(pieces) >= PLUS_WORDS_MIN and max(map(len, pieces)) <= PLUS_WORD_CHARS_MAX
+
+
 def _decoded_forms(decoded: str, *, path: bool) -> list[str]:
     """``decoded`` and its NFKC, de-obfuscated and path-normalized forms."""
     forms = [decoded]
@@ -244,9 +271,20 @@ def _decoded_forms(decoded: str, *, path: bool) -> list[str]:
         folded = unicodedata.normalize("NFKC", decoded)
         if _INVISIBLE.search(folded):
             folded = _INVISIBLE.sub("", folded)
+        if _SLASH_LOOKALIKE.search(folded):
+            folded = folded.translate(_SLASH_LOOKALIKES)
         forms.append(folded)
         if _CRLF_LOOKALIKE.search(decoded):
             forms.append(_CRLF_LOOKALIKE.sub("\n", decoded))
+    elif (
+        not path
+        and "+" in decoded
+        and " " not in decoded
+        and _PLUS_JOINED.search(decoded)
+        and (not _B64_WHOLE.fullmatch(decoded) or _plus_joined_words(decoded))
+    ):
+        # `1+UNION+ALL+SELECT`: a form-encoded value an application decodes once more.
+        forms.append(decoded.replace("+", " "))
     deobfuscated = deobfuscate(folded)
     forms.append(deobfuscated)
     if path or "\\" in deobfuscated or "/." in deobfuscated or "./" in deobfuscated:
@@ -254,6 +292,12 @@ def _decoded_forms(decoded: str, *, path: bool) -> list[str]:
     if path and len(decoded) > 1:
         # The path without its leading slash: what a route parameter holds.
         forms.append(decoded.lstrip("/"))
+        # And the first segment that is not a plain name: a route parameter on its own
+        # (`/files/1 AND 1=1` holds `1 AND 1=1`).
+        for segment in folded.split("/")[1:]:
+            if segment and not _PLAIN_SEGMENT.fullmatch(segment):
+                forms.append(segment)
+                break
     return forms
 
 

@@ -28,6 +28,9 @@ WORDS_PER_COMMAND_MAX = 8
 # Characters of a command read after its separator.
 COMMAND_CHARS_MAX = 256
 EVIDENCE_CHARS_MAX = 64
+# Plain words among a command's arguments from which it reads as a sentence about a
+# command ("rm -rf is dangerous, don't") rather than one.
+PROSE_WORDS_MIN = 3
 
 # Programs whose name is not an English word: running one is the attack.
 _STRONG = frozenset(
@@ -91,6 +94,20 @@ _SYSTEM_PATHS = (
     "/home/", "/opt/", "/boot/", "/lib/", "/sys/", "~/", "c:\\", "c:/", "%systemroot%",
     "%windir%", "%comspec%", "%temp%", "\\\\",
 )  # fmt: skip
+# Paths that make an argument a command line even amid prose.
+_UNIX_SYSTEM_PATHS = (
+    "/etc/", "/bin/", "/sbin/", "/usr/", "/dev/", "/proc/", "/tmp/", "/var/", "/root/",  # noqa: S108
+    "/home/", "c:\\windows", "c:/windows",
+)  # fmt: skip
+# A plain word of a sentence, as one shell word.
+_SENTENCE_WORD_RE = re.compile(r"[A-Za-z]{2,}(?:'[a-z]{1,2})?[.,!?]?")
+# What makes a fetch a dropper: writing the file, or a script/binary as the target.
+_DROPPER_RE = re.compile(
+    r"(?:^|\s)(?:-[a-z]*[oO]|--output|-urlcache|-split|/transfer)\b"
+    r"|\.(?:sh|py|pl|ps1|exe|elf|bin|bat|vbs|hta|dll|jar|php)(?:[?\s]|$)"
+)
+# A word of a sentence: letters, an apostrophe ("don't"), trailing punctuation.
+_PROSE_ARGUMENT_RE = re.compile(r"(?<![\w/\\.$%-])[A-Za-z]{2,}(?:'[a-z]{1,2})?(?![\w/\\=])")
 _SYSTEM_DIRS = frozenset(
     {
         "/", "/etc", "/bin", "/root", "/tmp", "/var", "/home", "/proc", "~"  # noqa: S108
@@ -399,14 +416,21 @@ def _judge_command(text: str, pos: int, substitution: bool, start: bool) -> int:
         if lowered_program in _INTERPRETERS and terminator in ("", ";", "&", "\n", "`", ")"):
             return 1 if substitution or _after_pipe(text, pos) else 2
         return 2 if substitution else 0
-    if _shell_arguments(lowered_program, arguments, terminator, windows):
+    # "rm -rf is dangerous, don't run it": a sentence after the option is prose about a
+    # command, not one; a system path or variable still makes it a command line.
+    if lowered_program == "net" and arguments[0].lower() in _NET_VERBS:
         return 1
+    found = 2 if _prose_arguments(raw_words[1:]) else 1
+    if _shell_arguments(lowered_program, arguments, terminator, windows):
+        return found
     if any("\\x" in word or "\\0" in word or word.endswith("$") for word in raw_words[1:]):
         return 1  # printf '\x69\x64' spells a command in escapes; `x$(...)` substitutes one
+    if substitution and text[pos - 2 : pos] == "$(" and lowered_program in _START_PROGRAMS:
+        return 1  # `$(printf 'id')`, `$(cat x)`: only a shell reads `$(` before a program
     if terminator == "|" and _pipes_into_program(text, pos):
         return 1
     if windows and _shell_arguments(lowered_program, raw_words[1:], terminator, windows):
-        return 1  # cmd.exe keeps backslashes: C:\Windows\win.ini
+        return found  # cmd.exe keeps backslashes: C:\Windows\win.ini
     if lowered_program == "net" and arguments[0].lower() in _NET_VERBS:
         return 1
     return 2 if substitution else 0
@@ -461,8 +485,9 @@ def _redirects_to_path(text: str, pos: int) -> bool:
     at = min((i for i in (text.find("<", pos), text.find(">", pos)) if i >= 0), default=-1)
     if at < 0:
         return False
-    target = text[at + 1 : at + 4].lstrip("<>& \t")
-    return target.startswith(("/", "~", "$", "&")) or target[:1].isdigit()
+    target = text[at + 1 : at + 4].lstrip("<> \t")
+    # `>&2` duplicates a descriptor; a digit alone after `<` is prose ("I <3 this").
+    return target.startswith(("/", "~", "$", "&")) or (text[at] == ">" and target[:1].isdigit())
 
 
 def _pipes_into_program(text: str, pos: int) -> bool:
@@ -485,6 +510,8 @@ def _after_pipe(text: str, pos: int) -> bool:
 
 def _shell_arguments(program: str, arguments: list[str], terminator: str, windows: bool) -> bool:
     """Whether the arguments look like a command line rather than words of a sentence."""
+    if not arguments:
+        return False  # `a+b,c` split into words the raw text does not have
     first = arguments[0]
     for argument in arguments:
         if not argument:
@@ -513,10 +540,29 @@ def _shell_arguments(program: str, arguments: list[str], terminator: str, window
     return False
 
 
+def _prose_arguments(words: list[str]) -> bool:
+    """Whether arguments read as a sentence (a few plain words) with nothing a command
+    line needs to do harm: no system path, variable, address or escape."""
+    prose = 0
+    for word in words:
+        lowered = word.lower()
+        if lowered.startswith(_UNIX_SYSTEM_PATHS) or _VARIABLE_RE.search(word):
+            return False
+        if _IPV4_RE.search(word) or "://" in word or "%" in word or "\\x" in word:
+            return False
+        if " " in word:  # a quoted stretch of text ("don't run it as root!")
+            prose += len(_PROSE_ARGUMENT_RE.findall(word))
+        elif _SENTENCE_WORD_RE.fullmatch(word):
+            prose += 1
+    return prose >= PROSE_WORDS_MIN
+
+
 def _sensitive(program: str, arguments: list[str], terminator: str, text: str) -> bool:
     """A value that *is* a command line (no separator) needs unmistakable arguments."""
     if program not in _START_PROGRAMS and program not in _STRONG:
         return False
+    if sum(1 for a in arguments if _SENTENCE_WORD_RE.fullmatch(a)) >= PROSE_WORDS_MIN - 1:
+        return False  # "cat /etc/hosts windows equivalent": a search about a command
     joined = " ".join(arguments).lower()
     for argument in arguments:
         lowered = argument.lower().rstrip(".,;:'\")")
@@ -529,7 +575,13 @@ def _sensitive(program: str, arguments: list[str], terminator: str, text: str) -
                     "-nop", "-w"}:  # fmt: skip
             return True
     if program in ("curl", "wget", "fetch", "lynx", "certutil", "bitsadmin", "powershell"):
-        return "://" in joined
+        # A download that runs or stores what it fetches, or fetches from a bare address;
+        # "curl -X POST https://api.example.com" is how documentation shows an API call.
+        return "://" in joined and (
+            terminator in ("|", ">")
+            or _IPV4_RE.search(joined) is not None
+            or _DROPPER_RE.search(joined) is not None
+        )
     if program in ("nc", "ncat", "netcat", "telnet", "ping", "socat"):
         return bool(_IPV4_RE.search(joined)) and any(a.startswith("-") for a in arguments)
     return False

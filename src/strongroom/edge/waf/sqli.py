@@ -188,7 +188,7 @@ _STACKED_RE = re.compile(
 )
 # A value containing none of these cannot hold any construct this module flags.
 _HINTS = ("'", '"', "`", ";", "#", "--", "/*", "(", "or", "and", "union", "select", "@@", "||",
-          "&&", "waitfor")  # fmt: skip
+          "&&", "waitfor", "group", "having", "limit")  # fmt: skip
 
 # What may follow a break: a closing paren, an operator, a comment, a clause keyword.
 _CLAUSE_START_RE = re.compile(
@@ -270,6 +270,8 @@ def _check_anchors(low: str, words: set[str]) -> Finding | None:
             and parser.call_has_sql_arguments
             and parser.tok(2)[0] != ")"  # sleep() / benchmark() take arguments
             and (name != "sleep" or parser.tok(end)[0] not in ("n", "1", "s"))
+            # "sleep(1) in c": IN takes a parenthesized list in SQL, a noun in prose
+            and not (parser.is_word(end, "in") and parser.tok(end + 1)[0] != "(")
         ):
             rule = "sqli-time" if name in _TIME_FUNCTIONS else "sqli-function"
             return _finding(rule, 1, low, m.start(), parser=parser, end=end)

@@ -155,6 +155,16 @@ _CODE_FROM_STRING_RE = re.compile(
     r"function\(\s*(['\"`])[^'\"`]{0,256}\1\s*\)\s*\(|new\s+function\s*[(`]"
     r"|import\s*\(\s*['\"`](?://|https?:|data:)"
 )
+# A script body that opens with three bare words ("on the box lol") never runs: the
+# whole block is a syntax error unless one of the first two is a keyword (`var x`, `new F`).
+_PROSE_START_RE = re.compile(r"\s*([a-z]+)\s+([a-z]+)\s+[a-z]")
+_JS_LEADING_WORDS = frozenset(
+    {
+        "var", "let", "const", "new", "typeof", "void", "delete", "return", "await", "async",
+        "function", "yield", "in", "of", "instanceof", "throw", "case", "do", "else", "class",
+        "import", "export", "if", "for", "while", "with", "try", "switch", "static", "get", "set"
+    }
+)  # fmt: skip
 _SCRIPT_BODY_RE = re.compile(r"[\w$\])](?:\?\.)?\(|=>|\.\s*[a-z]+\s*=|\beval\b")
 _JS_CODE_RE = re.compile(
     r"[\w$\])](?:\?\.)?[(`]|^\s*[({\[!]|=>|\.\s*[a-z]+\s*=|javascript:|\beval\b"
@@ -273,7 +283,12 @@ def _script_element(low: str, end: int) -> bool:
     if any(content for _name, content in _attributes(low, end)):
         return True  # `<script src=//x>`, `<script/x=1>`
     body = rest[close + 1 :].split("<", 1)[0]
-    return "</script" in low[end:] or not body.strip() or bool(_SCRIPT_BODY_RE.search(body))
+    if "</script" in low[end:] or not body.strip():
+        return True
+    prose = _PROSE_START_RE.match(body)
+    if prose is not None and not _JS_LEADING_WORDS.intersection(prose.groups()):
+        return False  # "<script> on the box": three bare words are a syntax error in JS
+    return bool(_SCRIPT_BODY_RE.search(body))
 
 
 def _script_scheme(url: str) -> bool:

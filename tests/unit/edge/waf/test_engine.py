@@ -401,3 +401,94 @@ def test_an_injection_in_a_tokens_header_is_still_blocked(waf: Waf) -> None:
     token = _jws({"alg": "HS256", "kid": "../../../../../../etc/passwd"}, {"sub": "x"})
     result = waf.inspect(form_request(f"client_assertion={token}"))
     assert result.blocked, result.matches
+
+
+def test_a_clean_verdict_remembered_on_one_route_does_not_hide_a_finding_on_another(
+    tmp_path: Path,
+) -> None:
+    # The memo of clean names/header values must hold only values that drew no finding at
+    # all: one excluded on a route is not clean elsewhere.
+    (tmp_path / "x.toml").write_text(
+        '[[exclusion]]\nroute = "GET /excluded"\nlocations = ["header:x-note"]\n'
+        'categories = ["xss"]\n'
+    )
+    waf = Waf(WafSettings(), WafRules(tmp_path))
+    headers = [(b"x-note", b"<script>alert(1)</script>")]
+    assert not waf.inspect(GateRequest("1.2.3.4", b"GET", b"/excluded", headers, "r")).blocked
+    assert waf.inspect(GateRequest("1.2.3.4", b"GET", b"/other", headers, "r")).blocked
+
+
+def test_clean_verdicts_are_remembered_per_rule_set(tmp_path: Path) -> None:
+    waf = Waf(WafSettings(), WafRules(tmp_path))
+    request = GateRequest("1.2.3.4", b"GET", b"/", [(b"x-note", b"zebra crossing")], "r")
+    assert not waf.inspect(request).blocked
+    (tmp_path / "zebra.toml").write_text(
+        '[[rule]]\nid = "zebra"\ncategory = "protocol"\nseverity = "critical"\n'
+        'targets = ["header"]\npatterns = ["zebra"]\n'
+    )
+    assert waf.rules.reload_if_changed()
+    assert waf.inspect(request).rule_ids == ["zebra"]
+
+
+@pytest.mark.parametrize(
+    "value", [b"1 AND 5432=5432", b"'; id", b"<svg onload=alert(1)>", b"${${::-j}ndi:x}"]
+)
+def test_a_client_address_header_holding_no_addresses_is_inspected(waf: Waf, value: bytes) -> None:
+    request = GateRequest("1.2.3.4", b"GET", b"/", [(b"x-forwarded-for", value)], "r")
+    assert waf.inspect(request).blocked
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"198.51.100.23, 10.0.0.1",
+        b"unknown, 2001:db8::1",
+        b'for=192.0.2.60;proto=https;by=203.0.113.43, for="[2001:db8:cafe::17]:4711"',
+    ],
+)
+def test_client_address_headers_pass(waf: Waf, value: bytes) -> None:
+    for name in (b"x-forwarded-for", b"forwarded"):
+        assert not waf.inspect(GateRequest("1.2.3.4", b"GET", b"/", [(name, value)], "r")).blocked
+
+
+def test_a_route_parameter_in_the_path_is_read_on_its_own(waf: Waf) -> None:
+    target = b"/files/1%20AND%20ASCII(SUBSTR((SELECT%20database()),1,1))%3E64"
+    assert waf.inspect(GateRequest("1.2.3.4", b"GET", target, [], "r")).blocked
+    plain = b"/wiki/Union_(set_theory)"
+    assert not waf.inspect(GateRequest("1.2.3.4", b"GET", plain, [], "r")).blocked
+
+
+@pytest.mark.parametrize(
+    ("note", "rule_id"),
+    [
+        ("'-'", "sqli-string-arithmetic"),
+        ("%0d%0aSet-Cookie:%20admin=1", "crlf-encoded-header-injection"),
+        ("rO0ABXNyABFqYXZhLnV0aWwuSGFzaE1hcAUH2sHDFmDRAwACRgAKbG9hZEZhY3Rvcg==", None),
+        ("{{7*'7'}}", "ssti-arithmetic-probe"),
+        ("{% for c in ().__class__.__base__.__subclasses__() %}{% endfor %}", None),
+        ("<%= `id` %>", "ssti-statement-tags"),
+        ("';return 'a'=='a' && ''=='", "nosqli-server-side-js"),
+    ],
+)
+def test_payloads_beyond_the_public_corpus_are_blocked(
+    waf: Waf, note: str, rule_id: str | None
+) -> None:
+    result = waf.inspect(api_request(transfer(metadata={"note": note})))
+    assert result.blocked, result.rule_ids
+    if rule_id is not None:
+        assert rule_id in result.rule_ids
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        "Hi {{first_name}}, your order {{order.id}} has shipped!",
+        "{% if user %}Hi {{ user }}{% endif %}",
+        "<%= user.name %> invited you",
+        "Meet at Union Station, then select your seats -- see you at 5!",
+        "Ben & Jerry's <3; cats & dogs | pets",
+    ],
+)
+def test_templates_and_prose_in_a_payment_body_pass(waf: Waf, note: str) -> None:
+    result = waf.inspect(api_request(transfer(metadata={"note": note})))
+    assert not result.blocked, result.matches

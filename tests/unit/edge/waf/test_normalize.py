@@ -159,3 +159,21 @@ def test_variants_are_bounded_distinct_and_start_with_the_value(value: str) -> N
     assert len(set(forms)) == len(forms)
     assert forms[0] == squeeze(value)
     assert all(len(form) <= max(len(value), 1) * 2 + 16 for form in forms)
+
+
+def test_utf16_escapes_become_characters_and_lone_surrogates_are_replaced() -> None:
+    # JSON-in-a-query (`\ud83d\ude00`) and IIS `%uD83D`: RE2 cannot encode surrogates.
+    forms = variants("%5Cud83d%5Cude00 %uD800 \\udc00")
+    assert any("\U0001f600" in form for form in forms)
+    for form in forms:
+        form.encode()
+
+
+def test_windows_best_fit_slashes_become_separators() -> None:
+    forms = variants("..%u2216..%u2216etc%u2216passwd")
+    assert "../../etc/passwd" in forms or any("..\\..\\etc" in form for form in forms)
+
+
+def test_a_value_form_encoded_twice_is_also_read_with_spaces() -> None:
+    assert "1 UNION ALL SELECT NULL" in variants("1+UNION+ALL+SELECT+NULL")
+    assert variants("c++") == ["c++"]

