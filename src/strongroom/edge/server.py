@@ -66,6 +66,8 @@ PIPELINE_DEPTH_MAX = 16
 STREAM_BUFFER_BYTES_MAX = 256 * 1024
 
 _NEVER = float("inf")
+# Recent requests whose gate time the worker keeps for its /healthz percentiles.
+GATE_SAMPLES_MAX = 8192
 # How often connection and response deadlines are checked; timeouts fire up to this late.
 TIMEOUT_TICK_S = 0.25
 
@@ -126,6 +128,8 @@ class EdgeState:
     identities: IdentityCache = field(default_factory=IdentityCache)
     # Bodies up to this size are held whole before dispatch so body gates can inspect them.
     inspect_body_bytes_max: int = 0
+    # Event-loop time the gates took, per recent request (ns): protection's cost, in /healthz.
+    gate_ns: deque[int] = field(default_factory=lambda: deque(maxlen=GATE_SAMPLES_MAX))
 
     def __post_init__(self) -> None:
         self.private_paths = frozenset(p.encode() for p in self.settings.private_paths)
@@ -467,6 +471,7 @@ class Exchange:
         self._gate_wait = ""
         self._gates_released = False
         self._begin_on_body = False
+        self._gate_ns = 0
         self._raw_body: list[bytes] | None = None
         if self.state.body_gates and head.has_body:
             inspectable = head.chunked or (head.content_length or 0) <= (
@@ -607,7 +612,18 @@ class Exchange:
 
     # gates ---------------------------------------------------------------------------------
     def _gates_now(self) -> Refusal | object | None:
-        """Run the gates that can decide now; DEFER when one waits for the body or I/O."""
+        """Run the gates that can decide now; DEFER when one waits for the body or I/O.
+
+        The time spent here (on the event loop) is what protection adds to the request:
+        kept per request for the worker's /healthz (``EdgeState.gate_ns``).
+        """
+        started = time.perf_counter_ns()
+        try:
+            return self._run_gates_now()
+        finally:
+            self._gate_ns += time.perf_counter_ns() - started
+
+    def _run_gates_now(self) -> Refusal | object | None:
         request = self.gate_request
         if request is None:
             head = self.head
@@ -691,6 +707,7 @@ class Exchange:
         if request is None or self._gates_released:
             return
         self._gates_released = True
+        self.state.gate_ns.append(self._gate_ns)
         for done in request.on_done:
             done(status)
 

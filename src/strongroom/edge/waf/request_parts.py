@@ -171,45 +171,67 @@ def cookie_parts(text: str) -> Iterator[Part]:
 
 
 def json_parts(body: bytes, limits: PartLimits) -> list[Part] | None:
-    """Every key and string of a JSON document; None when it is not JSON at all."""
+    """Every key and string of a JSON document; None when it is not JSON at all.
+
+    Scalars other than strings (numbers, booleans, null) carry no text to inspect: they
+    only count towards ``json_values_max``, without a stack entry each.
+    """
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
     parts: list[Part] = []
+    append = parts.append
     values = 0
-    stack: list[tuple[object, str, int]] = [(document, "$", 0)]
+    chars_max = limits.json_string_chars_max
+    depth_max = limits.json_depth_max
+    # Paths carry the "json:" prefix from the start: one string per location.
+    stack: list[tuple[object, str, int]] = [(document, "json:$", 0)]
     while stack:
         node, path, depth = stack.pop()
-        if isinstance(node, str):
-            values += 1
-            if len(node) > limits.json_string_chars_max:
+        if isinstance(node, dict):
+            if depth >= depth_max:
                 raise NotInspectableError(
-                    413, "json-too-large", f"a JSON string is over {limits.json_string_chars_max}"
-                )
-            if node:
-                parts.append(Part(f"json:{path}", JSON, node))
-        elif isinstance(node, dict):
-            if depth >= limits.json_depth_max:
-                raise NotInspectableError(
-                    400, "json-too-deep", f"JSON nested deeper than {limits.json_depth_max}"
+                    400, "json-too-deep", f"JSON nested deeper than {depth_max}"
                 )
             for key, child in node.items():
                 values += 1
-                if len(key) > limits.json_string_chars_max:
+                if len(key) > chars_max:
                     raise NotInspectableError(
-                        413, "json-too-large", f"a JSON key is over {limits.json_string_chars_max}"
+                        413, "json-too-large", f"a JSON key is over {chars_max}"
                     )
                 child_path = f"{path}.{key}"
-                parts.append(Part(f"json:{child_path}", JSON, key, is_name=True))
-                stack.append((child, child_path, depth + 1))
+                append(Part(child_path, JSON, key, True))
+                if isinstance(child, str):
+                    values += 1
+                    if len(child) > chars_max:
+                        raise NotInspectableError(
+                            413, "json-too-large", f"a JSON string is over {chars_max}"
+                        )
+                    if child:
+                        append(Part(child_path, JSON, child))
+                elif isinstance(child, (dict, list)):
+                    stack.append((child, child_path, depth + 1))
+                else:
+                    values += 1
         elif isinstance(node, list):
-            if depth >= limits.json_depth_max:
+            if depth >= depth_max:
                 raise NotInspectableError(
-                    400, "json-too-deep", f"JSON nested deeper than {limits.json_depth_max}"
+                    400, "json-too-deep", f"JSON nested deeper than {depth_max}"
                 )
             for index, child in enumerate(node):
-                stack.append((child, f"{path}[{index}]", depth + 1))
+                if isinstance(child, (dict, list, str)):
+                    stack.append((child, f"{path}[{index}]", depth + 1))
+                else:
+                    values += 1
+        elif isinstance(node, str):
+            values += 1
+            if len(node) > chars_max:
+                raise NotInspectableError(
+                    413, "json-too-large", f"a JSON string is over {chars_max}"
+                )
+            if node:
+                append(Part(path, JSON, node))
         else:
             values += 1
         if values > limits.json_values_max:
