@@ -11,28 +11,17 @@ the test skips with the reason, except under CI=true where it must run.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-from bench.waf_corpus import CorpusRequest, corpus_dir, load_corpus
+from bench.waf_corpus import CorpusRequest
 
 from tests.e2e.edge_harness import FakePod, running_edge, status_of
+from tests.gotestwaf import corpus_requests
 
 DETECTION_MIN = 0.95
 BENIGN_BLOCKED_MAX = 0.01
 MARKER = b"x-corpus-id"
-
-
-def corpus() -> list[CorpusRequest]:
-    directory = corpus_dir()
-    if directory is None:
-        reason = "../shared/corpus/gotestwaf is absent (the public corpus is not in this repo)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI=true: the corpus replay may not be skipped")
-        pytest.skip(reason)
-    return load_corpus(directory)
 
 
 def on_the_wire(request: CorpusRequest, n: int) -> bytes:
@@ -42,7 +31,7 @@ def on_the_wire(request: CorpusRequest, n: int) -> bytes:
 
 
 def test_the_corpus_through_the_edge_meets_the_floors(tmp_path: Path) -> None:
-    requests = corpus()
+    requests = corpus_requests()
     pod = FakePod("pod-0", "a")
     # Rate limits off: this replays ~800 requests from one address as fast as it can;
     # the WAF is what is under test.

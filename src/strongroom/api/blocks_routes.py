@@ -25,9 +25,9 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from strongroom.adapters.db.blocklist_store import SqlBlocklistStore
-from strongroom.api.authz import Principal, auth_runtime, requires
+from strongroom.api.authz import Principal, auth_runtime
 from strongroom.api.ledger_routes import actor_of
-from strongroom.api.oauth_http import client_cache
+from strongroom.api.operator_access import operator_only
 from strongroom.api.problems import PROBLEM_RESPONSES, ProblemError, register_problem
 from strongroom.api.request_context import request_context
 from strongroom.edge.blocklist_ports import (
@@ -42,7 +42,6 @@ from strongroom.edge.blocklist_ports import (
 
 security_log = structlog.get_logger("strongroom.security")
 
-OPERATOR_REQUIRED = register_problem("operator-required", "Operator client required", 403)
 INVALID_BLOCK_ENTRY = register_problem("invalid-block-entry", "Invalid block entry", 422)
 BLOCK_NOT_FOUND = register_problem("block-not-found", "Block entry not found", 404)
 BLOCKLIST_FULL = register_problem("blocklist-full", "Blocklist full", 409)
@@ -116,28 +115,7 @@ def _store(request: Request) -> SqlBlocklistStore:
     return SqlBlocklistStore(request.app.state.engine, entries_max=entries_max)
 
 
-async def operator_admin(
-    request: Request, principal: Annotated[Principal, Depends(requires("admin"))]
-) -> Principal:
-    """The caller, if its token has ``admin`` *and* its client is an operator's."""
-    record = await client_cache(request).get(principal.client_id)
-    if record is None or not record.is_operator or record.tenant_id != principal.tenant:
-        context = request_context(request)
-        security_log.warning(
-            "auth.denied",
-            status=403,
-            reason="not_operator_client",
-            client_id=principal.client_id,
-            tenant=principal.tenant,
-            client_ip=context.client_host,
-            path=request.url.path,
-            request_id=context.request_id,
-        )
-        raise ProblemError("operator-required", "This operation is for operator clients only.")
-    return principal
-
-
-Operator = Annotated[Principal, Depends(operator_admin)]
+Operator = Annotated[Principal, Depends(operator_only("admin"))]
 EntryId = Annotated[int, Path(ge=1, le=ENTRY_ID_MAX)]
 
 

@@ -3,7 +3,7 @@
 Two independent checks guard every route, so one mistake cannot open them:
 
 1. the scope: each route depends on ``requires("tenants:admin")`` (through
-   :func:`operator_principal`), and only operator clients can ever be granted that
+   :func:`api.operator_access.operator_only`), and only operator clients can ever be granted that
    scope (``auth.provisioning.create_client``, ``auth.scopes.grant_scope``);
 2. the client: the calling client's own record must be an operator client of the
    token's tenant, read through the per-pod client cache. A token that carried the
@@ -32,10 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from strongroom.adapters.db.tenant_admin import TENANT_PAGE_MAX, SqlTenantAdmin
 from strongroom.api.auth_runtime import AuthRuntime
-from strongroom.api.authz import Principal, auth_runtime, requires
+from strongroom.api.authz import Principal, auth_runtime
 from strongroom.api.ledger_routes import actor_of
 from strongroom.api.oauth_http import client_cache
-from strongroom.api.problems import PROBLEM_RESPONSES, ProblemError, register_problem
+from strongroom.api.operator_access import operator_only
+from strongroom.api.problems import PROBLEM_RESPONSES, ProblemError
 from strongroom.api.request_context import request_context
 from strongroom.api.tenant_cache import tenant_cache
 from strongroom.auth.ports import DenyEntry, TenantRecord
@@ -44,7 +45,6 @@ from strongroom.auth.provisioning import create_tenant
 security_log = structlog.get_logger("strongroom.security")
 audit_log = structlog.get_logger("strongroom.auth")
 
-OPERATOR_REQUIRED = register_problem("operator-required", "Operator client required", 403)
 
 # A page is enough for a dashboard; the adapter caps any request at TENANT_PAGE_MAX.
 TENANT_PAGE_DEFAULT = 100
@@ -90,33 +90,7 @@ def _view(record: TenantRecord) -> TenantView:
     )
 
 
-async def operator_principal(
-    request: Request, principal: Annotated[Principal, Depends(requires("tenants:admin"))]
-) -> Principal:
-    """The caller, if its token has ``tenants:admin`` *and* its client is an operator's."""
-    record = await client_cache(request).get(principal.client_id)
-    if (
-        not principal.is_operator
-        or record is None
-        or not record.is_operator
-        or record.tenant_id != principal.tenant
-    ):
-        context = request_context(request)
-        security_log.warning(
-            "auth.denied",
-            status=403,
-            reason="not_operator_client",
-            client_id=principal.client_id,
-            tenant=principal.tenant,
-            client_ip=context.client_host,
-            path=request.url.path,
-            request_id=context.request_id,
-        )
-        raise ProblemError("operator-required", "This operation is for operator clients only.")
-    return principal
-
-
-Operator = Annotated[Principal, Depends(operator_principal)]
+Operator = Annotated[Principal, Depends(operator_only("tenants:admin"))]
 TenantId = Annotated[str, Path(max_length=TENANT_ID_CHARS_MAX)]
 
 

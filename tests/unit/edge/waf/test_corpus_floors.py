@@ -7,10 +7,9 @@ the reason, except under CI=true where it must run.
 
 from __future__ import annotations
 
-import os
-
 import pytest
-from bench.waf_corpus import CorpusRequest, corpus_dir, load_corpus
+from bench.waf_corpus import CorpusRequest
+from tests.gotestwaf import corpus_requests
 
 from strongroom.config import WafSettings
 from strongroom.edge.waf.engine import Waf
@@ -22,13 +21,7 @@ BENIGN_BLOCKED_MAX = 0.01
 
 @pytest.fixture(scope="module")
 def corpus() -> list[CorpusRequest]:
-    directory = corpus_dir()
-    if directory is None:
-        reason = "../shared/corpus/gotestwaf is absent (the public corpus is not in this repo)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI=true: the corpus floors may not be skipped")
-        pytest.skip(reason)
-    return load_corpus(directory)
+    return corpus_requests()
 
 
 def blocked(waf: Waf, request: CorpusRequest) -> bool:

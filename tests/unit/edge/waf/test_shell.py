@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import html
-import os
 import time
-import unicodedata
-import urllib.parse
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.gotestwaf import corpus_payloads, decoded_variants
 
 from strongroom.edge.waf.findings import CRITICAL, Finding
 from strongroom.edge.waf.shell import detect_shell
-
-CORPUS = Path(__file__).resolve().parents[5] / "shared" / "corpus" / "gotestwaf" / "testcases"
 
 INJECTIONS = [
     # separators followed by a command
@@ -273,39 +267,6 @@ SHELL_ALPHABET = st.sampled_from(
 @given(st.lists(SHELL_ALPHABET, max_size=80))
 def test_shell_shaped_token_soup_never_raises(parts: list[str]) -> None:
     detect_shell("".join(parts), paranoia=4)
-
-
-def corpus_payloads(*names: str) -> list[str]:
-    yaml = pytest.importorskip("yaml")
-    if not CORPUS.is_dir():
-        reason = "../shared/corpus/gotestwaf is absent (the public corpus is not in this repo)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}; CI=true: the corpus test may not be skipped")
-        pytest.skip(reason)
-    payloads: list[str] = []
-    for name in names:
-        text = (CORPUS / name).read_text(encoding="utf-8").replace("\\'", "'")
-        payloads.extend(yaml.safe_load(text)["payload"])
-    return payloads
-
-
-def decoded_variants(payload: str) -> set[str]:
-    """What the engine hands a detector: the value URL-, entity- and NFKC-decoded."""
-    variants, frontier = {payload}, [payload]
-    for _ in range(3):
-        decoded = [
-            step(value)
-            for value in frontier
-            for step in (
-                urllib.parse.unquote,
-                urllib.parse.unquote_plus,
-                html.unescape,
-                lambda v: unicodedata.normalize("NFKC", v),
-            )
-        ]
-        frontier = [value for value in decoded if value not in variants]
-        variants.update(frontier)
-    return variants
 
 
 def test_the_public_corpus_command_injections_are_found() -> None:
