@@ -9,7 +9,6 @@ another tenant's client, is refused with ``operator-required`` (403) and a secur
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
 
 import structlog
 from fastapi import Depends, Request
@@ -29,7 +28,10 @@ def operator_only(scope: str) -> Callable[[Request, Principal], Awaitable[Princi
     scope_dependency = requires(scope)
 
     async def dependency(
-        request: Request, principal: Annotated[Principal, Depends(scope_dependency)]
+        request: Request,
+        # A default, not an Annotated[...] hint: the hint would be a string naming this
+        # closure's variable, which FastAPI cannot resolve from the module.
+        principal: Principal = Depends(scope_dependency),  # noqa: B008
     ) -> Principal:
         record = await client_cache(request).get(principal.client_id)
         if (
