@@ -263,6 +263,9 @@ class Waf:
                 key: tuple[str, str] | None = (part.kind, value)
             elif part.kind == HEADER:
                 key = (part.location, value)
+            elif part.kind == PATH:
+                # Routes repeat (/v1/transfers): a clean path need not be decoded again.
+                key = (PATH, value)
             else:
                 key = None
             if key is not None:
@@ -307,6 +310,10 @@ class Waf:
     def _inspect_part(self, part: Part, ruleset: RuleSet, scoring: _Scoring) -> bool:
         """Run the part's rules and detectors over its forms; True once blocked."""
         value = part.value
+        if _HEX_OR_UUID.fullmatch(value):
+            # Hex digits and hyphens (ids, idempotency keys, digests) spell no attack in
+            # any decoding: no quote, bracket, operator or letter beyond a-f.
+            return False
         plan = self._plan(ruleset, part, scoring.paranoia)
         if (
             plan.as_sent
