@@ -322,6 +322,9 @@ class EdgeSettings(BaseModel):
     waf: WafSettings = Field(default_factory=WafSettings)
     # How often edge workers look for changed upstream lists and certificates.
     reload_poll_s: float = 1.0
+    # Young-generation GC threshold of an edge worker (see pods.gc_young_threshold): a WAF
+    # inspection allocates hundreds of short-lived objects per request.
+    gc_young_threshold: int = Field(default=20_000, ge=700)
 
 
 class TlsSettings(BaseModel):

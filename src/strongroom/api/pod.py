@@ -10,7 +10,6 @@ second signal skips the rest of the grace period; a third abandons in-flight req
 
 from __future__ import annotations
 
-import gc
 import time
 from types import FrameType
 
@@ -20,6 +19,7 @@ import uvicorn
 from strongroom.api.app import create_app
 from strongroom.api.lifecycle import PodState
 from strongroom.config import Settings
+from strongroom.gc_tuning import tune_gc
 from strongroom.observe.logging import configure_logging
 from strongroom.observe.tracing import configure_tracing, shutdown_tracing
 
@@ -91,15 +91,6 @@ def build_server(settings: Settings, index: int, zone: str) -> DrainingServer:
     )
     state: PodState = app.state.pod
     return DrainingServer(config, state, pods.drain_grace_s)
-
-
-def tune_gc(young_threshold: int) -> None:
-    """Freeze what start-up allocated (the framework, models, pools: never garbage) and
-    collect the young generation less often (see ``pods.gc_young_threshold``)."""
-    gc.collect()
-    gc.freeze()
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(young_threshold, middle, old)
 
 
 def run(settings: Settings, index: int, zone: str) -> None:

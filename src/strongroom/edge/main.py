@@ -38,6 +38,7 @@ from strongroom.edge.server import (
 from strongroom.edge.tls import ReloadingContext
 from strongroom.edge.upstream import UpstreamPool
 from strongroom.edge.upstreams_file import UpstreamsWatcher
+from strongroom.gc_tuning import tune_gc
 from strongroom.observe.logging import configure_logging
 
 log = structlog.get_logger("strongroom.edge")
@@ -246,6 +247,7 @@ def run(settings: Settings, index: int, zone: str) -> None:
 
     async def main() -> None:
         worker = EdgeWorker(settings, index, zone)
+        tune_gc(settings.edge.gc_young_threshold)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop)

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from strongroom.api.pod import tune_gc
 from strongroom.config import Settings
+from strongroom.gc_tuning import tune_gc
 
 
 @pytest.fixture
