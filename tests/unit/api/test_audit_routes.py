@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from tests.unit.api.conftest import bearer_headers, provision_clients
 from tests.unit.api.test_ledger_routes import (  # the same backends, tokens and client
     LEDGER_SCOPES,
     Api,
@@ -29,10 +30,8 @@ from strongroom.audit.checkpoint import open_checkpoint
 from strongroom.audit.rfc9162_merkle import leaf_hash, verify_consistency, verify_inclusion
 from strongroom.audit.sequencer import Sequencer
 from strongroom.audit.signed_note import Signer, Verifier
-from strongroom.auth.provisioning import create_client, create_tenant
 from strongroom.config import Settings
 from strongroom.ledger.model import now_us
-from strongroom.runtime.signing_keys import ensure_signing_keys
 
 __all__ = ["settings"]  # the backend-parametrised fixture, re-used
 pytestmark = pytest.mark.anyio
@@ -42,45 +41,24 @@ PROBLEM = "https://strongroom.dev/problems/"
 
 @pytest.fixture
 def world(migrated_settings: Settings, app: FastAPI) -> dict[str, Any]:
-    ensure_signing_keys(migrated_settings)
-    auth = app.state.auth
-    made: dict[str, Any] = {}
-    for name, scopes, operator in (
-        ("alpha", [*LEDGER_SCOPES, "audit:read"], False),
-        ("beta", [*LEDGER_SCOPES, "audit:read"], False),
-        ("ops", ["audit:read", "admin"], True),
-        ("noaudit", ["accounts:read"], False),
-    ):
-        tenant = create_tenant(auth.tenants, name)
-        record, secret = create_client(
-            auth.tenants,
-            auth.clients,
-            auth.hasher,
-            tenant_id=tenant,
-            name=f"{name}-app",
-            scopes=scopes,
-            operator=operator,
-        )
-        made[name] = {"tenant": tenant, "client_id": record.client_id, "secret": secret}
-    return made
-
-
-async def bearer(
-    client: httpx.AsyncClient, who: dict[str, Any], scope: str | None
-) -> dict[str, str]:
-    """A Bearer token for ``scope`` (None: every scope the client has)."""
-    data = {"grant_type": "client_credentials"}
-    if scope is not None:
-        data["scope"] = scope
-    r = await client.post("/oauth2/token", data=data, auth=(who["client_id"], who["secret"]))
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+    return provision_clients(
+        migrated_settings,
+        app,
+        (
+            ("alpha", [*LEDGER_SCOPES, "audit:read"], False),
+            ("beta", [*LEDGER_SCOPES, "audit:read"], False),
+            ("ops", ["audit:read", "admin"], True),
+            ("noaudit", ["accounts:read"], False),
+        ),
+    )
 
 
 @pytest.fixture
 async def tokens(client: httpx.AsyncClient, world: dict[str, Any]) -> dict[str, dict[str, str]]:
     scopes = {"alpha": "audit:read", "beta": "audit:read", "ops": None, "noaudit": None}
-    return {name: await bearer(client, world[name], scope) for name, scope in scopes.items()}
+    return {
+        name: await bearer_headers(client, world[name], scope) for name, scope in scopes.items()
+    }
 
 
 @pytest.fixture

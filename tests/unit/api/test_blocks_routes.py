@@ -11,13 +11,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
+from tests.unit.api.conftest import bearer_headers, provision_clients
 
 from strongroom.adapters.db.schema import audit_entries
 from strongroom.auth.keys import KeyRing
-from strongroom.auth.provisioning import create_client, create_tenant
 from strongroom.auth.rfc9068_access_token import issue_access_token
 from strongroom.config import Settings
-from strongroom.runtime.signing_keys import ensure_signing_keys
 
 pytestmark = pytest.mark.anyio
 
@@ -26,36 +25,15 @@ PROBLEMS = "https://strongroom.dev/problems/"
 
 @pytest.fixture
 def world(migrated_settings: Settings, app: FastAPI) -> dict[str, Any]:
-    ensure_signing_keys(migrated_settings)
-    auth = app.state.auth
-    made: dict[str, Any] = {}
-    for name, scopes, operator in (
-        ("ops", ["admin"], True),
-        ("ops-tenants", ["tenants:admin"], True),
-        ("alpha", ["clients:read"], False),
-    ):
-        tenant = create_tenant(auth.tenants, name)
-        record, secret = create_client(
-            auth.tenants,
-            auth.clients,
-            auth.hasher,
-            tenant_id=tenant,
-            name=f"{name}-app",
-            scopes=scopes,
-            operator=operator,
-        )
-        made[name] = {"tenant": tenant, "client_id": record.client_id, "secret": secret}
-    return made
-
-
-async def bearer(client: httpx.AsyncClient, who: dict[str, Any]) -> dict[str, str]:
-    r = await client.post(
-        "/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=(who["client_id"], who["secret"]),
+    return provision_clients(
+        migrated_settings,
+        app,
+        (
+            ("ops", ["admin"], True),
+            ("ops-tenants", ["tenants:admin"], True),
+            ("alpha", ["clients:read"], False),
+        ),
     )
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
 def forged(app: FastAPI, who: dict[str, Any], scope: set[str]) -> dict[str, str]:
@@ -77,7 +55,7 @@ def forged(app: FastAPI, who: dict[str, Any], scope: set[str]) -> dict[str, str]
 
 @pytest.fixture
 async def ops(client: httpx.AsyncClient, world: dict[str, Any]) -> dict[str, str]:
-    return await bearer(client, world["ops"])
+    return await bearer_headers(client, world["ops"])
 
 
 async def test_an_operator_adds_lists_reads_and_removes_an_entry(client, ops, world) -> None:
@@ -173,13 +151,13 @@ async def test_removing_twice_is_block_not_found(client, ops) -> None:
 
 
 async def test_a_tenant_client_is_refused_by_scope(client, world) -> None:
-    alpha = await bearer(client, world["alpha"])
+    alpha = await bearer_headers(client, world["alpha"])
     r = await client.get("/v1/admin/blocks", headers=alpha)
     assert r.status_code == 403 and r.json()["type"] == PROBLEMS + "insufficient-scope"
 
 
 async def test_an_operator_without_the_admin_scope_is_refused(client, world) -> None:
-    tenants_admin = await bearer(client, world["ops-tenants"])
+    tenants_admin = await bearer_headers(client, world["ops-tenants"])
     r = await client.post(
         "/v1/admin/blocks", json={"kind": "ip", "value": "192.0.2.1"}, headers=tenants_admin
     )

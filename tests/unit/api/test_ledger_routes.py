@@ -18,7 +18,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
 from tests.dpop_proofs import Dpop, DpopKey
-from tests.unit.api.conftest import EDGE_SECRET
+from tests.unit.api.conftest import EDGE_SECRET, provision_clients
 
 from strongroom.api.idempotency import request_hash
 from strongroom.api.ledger_views import (
@@ -29,10 +29,8 @@ from strongroom.api.ledger_views import (
     JournalEntryView,
     TransferView,
 )
-from strongroom.auth.provisioning import create_client, create_tenant
 from strongroom.config import Settings
 from strongroom.ledger.model import AMOUNT_MAX, BATCH_MAX
-from strongroom.runtime.signing_keys import ensure_signing_keys
 
 pytestmark = pytest.mark.anyio
 
@@ -74,25 +72,15 @@ async def dpop_auth(client: httpx.AsyncClient, app: FastAPI, who: dict[str, Any]
 
 @pytest.fixture
 def world(migrated_settings: Settings, app: FastAPI) -> dict[str, Any]:
-    ensure_signing_keys(migrated_settings)
-    auth = app.state.auth
-    made: dict[str, Any] = {}
-    for name, scopes in (
-        ("alpha", LEDGER_SCOPES),
-        ("beta", LEDGER_SCOPES),
-        ("reader", ["accounts:read"]),
-    ):
-        tenant = create_tenant(auth.tenants, name)
-        record, secret = create_client(
-            auth.tenants,
-            auth.clients,
-            auth.hasher,
-            tenant_id=tenant,
-            name=f"{name}-app",
-            scopes=scopes,
-        )
-        made[name] = {"tenant": tenant, "client_id": record.client_id, "secret": secret}
-    return made
+    return provision_clients(
+        migrated_settings,
+        app,
+        (
+            ("alpha", LEDGER_SCOPES, False),
+            ("beta", LEDGER_SCOPES, False),
+            ("reader", ["accounts:read"], False),
+        ),
+    )
 
 
 class Api:

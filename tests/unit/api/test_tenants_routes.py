@@ -10,54 +10,32 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI
 from structlog.testing import capture_logs
+from tests.unit.api.conftest import bearer_headers, provision_clients
 
 from strongroom.adapters.db.tenant_admin import SqlTenantAdmin
 from strongroom.api.tenant_cache import TenantStatusCache
 from strongroom.auth.keys import KeyRing
 from strongroom.auth.ports import TenantRecord
-from strongroom.auth.provisioning import create_client, create_tenant
+from strongroom.auth.provisioning import create_tenant
 from strongroom.auth.rfc9068_access_token import issue_access_token
 from strongroom.config import Settings
-from strongroom.runtime.signing_keys import ensure_signing_keys
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 def world(migrated_settings: Settings, app: FastAPI) -> dict[str, Any]:
-    ensure_signing_keys(migrated_settings)
-    auth = app.state.auth
-    made: dict[str, Any] = {}
-    for name, scopes, operator in (
-        ("ops", ["tenants:admin"], True),
-        ("alpha", ["clients:read", "clients:write"], False),
-    ):
-        tenant = create_tenant(auth.tenants, name)
-        record, secret = create_client(
-            auth.tenants,
-            auth.clients,
-            auth.hasher,
-            tenant_id=tenant,
-            name=f"{name}-app",
-            scopes=scopes,
-            operator=operator,
-        )
-        made[name] = {"tenant": tenant, "client_id": record.client_id, "secret": secret}
-    return made
-
-
-async def bearer(client: httpx.AsyncClient, who: dict[str, Any]) -> dict[str, str]:
-    r = await client.post(
-        "/oauth2/token",
-        data={"grant_type": "client_credentials"},
-        auth=(who["client_id"], who["secret"]),
+    return provision_clients(
+        migrated_settings,
+        app,
+        (
+            ("ops", ["tenants:admin"], True),
+            ("alpha", ["clients:read", "clients:write"], False),
+        ),
     )
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
 def forged(app: FastAPI, *, client_id: str, tenant: str, scope: set[str]) -> dict[str, str]:
@@ -78,7 +56,7 @@ def forged(app: FastAPI, *, client_id: str, tenant: str, scope: set[str]) -> dic
 
 
 async def test_operator_creates_reads_and_lists_tenants(client, world) -> None:
-    headers = await bearer(client, world["ops"])
+    headers = await bearer_headers(client, world["ops"])
     created = await client.post("/v1/tenants", json={"name": " gamma "}, headers=headers)
     assert created.status_code == 201
     body = created.json()
@@ -92,7 +70,7 @@ async def test_operator_creates_reads_and_lists_tenants(client, world) -> None:
 
 
 async def test_tenant_listing_pages_by_id(client, world, app) -> None:
-    headers = await bearer(client, world["ops"])
+    headers = await bearer_headers(client, world["ops"])
     for n in range(3):
         create_tenant(app.state.auth.tenants, f"t{n}")
     seen: list[str] = []
@@ -108,7 +86,7 @@ async def test_tenant_listing_pages_by_id(client, world, app) -> None:
 
 
 async def test_page_size_above_the_maximum_is_422(client, world) -> None:
-    headers = await bearer(client, world["ops"])
+    headers = await bearer_headers(client, world["ops"])
     r = await client.get("/v1/tenants", params={"limit": "100000"}, headers=headers)
     assert r.status_code == 422
 
@@ -118,7 +96,7 @@ async def test_page_size_above_the_maximum_is_422(client, world) -> None:
     [{"is_operator": True}, {"tenant_id": "chosen"}, {"status": "suspended"}],
 )
 async def test_create_refuses_members_the_caller_may_not_set(client, world, extra) -> None:
-    headers = await bearer(client, world["ops"])
+    headers = await bearer_headers(client, world["ops"])
     r = await client.post("/v1/tenants", json={"name": "mass", **extra}, headers=headers)
     assert r.status_code == 422
     assert r.headers["content-type"] == "application/problem+json"
@@ -129,13 +107,13 @@ async def test_create_refuses_members_the_caller_may_not_set(client, world, extr
 
 
 async def test_blank_tenant_name_is_422(client, world) -> None:
-    headers = await bearer(client, world["ops"])
+    headers = await bearer_headers(client, world["ops"])
     r = await client.post("/v1/tenants", json={"name": "   "}, headers=headers)
     assert r.status_code == 422
 
 
 async def test_unknown_tenant_is_404(client, world) -> None:
-    headers = await bearer(client, world["ops"])
+    headers = await bearer_headers(client, world["ops"])
     r = await client.get("/v1/tenants/00000000-0000-4000-8000-000000000000", headers=headers)
     assert r.status_code == 404
 
@@ -152,7 +130,7 @@ async def test_unknown_tenant_is_404(client, world) -> None:
 async def test_tenant_client_token_is_403_on_every_tenants_route(
     client, world, method, path
 ) -> None:
-    headers = await bearer(client, world["alpha"])
+    headers = await bearer_headers(client, world["alpha"])
     r = await client.request(
         method, path.format(alpha=world["alpha"]["tenant"]), json={"name": "x"}, headers=headers
     )
@@ -188,7 +166,7 @@ async def test_operator_token_claiming_another_tenant_is_refused(client, world, 
 
 
 async def test_operator_cannot_suspend_its_own_tenant(client, world) -> None:
-    headers = await bearer(client, world["ops"])
+    headers = await bearer_headers(client, world["ops"])
     r = await client.post(f"/v1/tenants/{world['ops']['tenant']}/suspend", headers=headers)
     assert r.status_code == 409
     again = await client.get("/v1/tenants", headers=headers)
@@ -197,9 +175,9 @@ async def test_operator_cannot_suspend_its_own_tenant(client, world) -> None:
 
 async def test_suspension_suspends_every_client_and_their_tokens_at_once(client, world) -> None:
     alpha = world["alpha"]
-    alpha_headers = await bearer(client, alpha)
+    alpha_headers = await bearer_headers(client, alpha)
     assert (await client.get("/v1/clients", headers=alpha_headers)).status_code == 200
-    headers = await bearer(client, world["ops"])
+    headers = await bearer_headers(client, world["ops"])
     r = await client.post(f"/v1/tenants/{alpha['tenant']}/suspend", headers=headers)
     assert r.status_code == 200 and r.json()["status"] == "suspended"
     assert (await client.get("/v1/clients", headers=alpha_headers)).status_code == 401
@@ -214,7 +192,7 @@ async def test_suspension_suspends_every_client_and_their_tokens_at_once(client,
 
 
 async def test_repeating_a_suspension_is_harmless(client, world) -> None:
-    headers = await bearer(client, world["ops"])
+    headers = await bearer_headers(client, world["ops"])
     path = f"/v1/tenants/{world['alpha']['tenant']}/suspend"
     first = await client.post(path, headers=headers)
     second = await client.post(path, headers=headers)
