@@ -10,6 +10,7 @@ and identities learned from pods are used on the next request with the same toke
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,3 +172,18 @@ def test_a_connection_gate_refuses_before_any_request_and_admitted_ones_are_rele
             assert c.get("/ok").status_code == 200
         h.wait_for(lambda: gate.closed == ["127.0.0.1"])
     assert pod.paths() == ["/ok"]
+
+
+def test_on_done_runs_once_when_the_client_leaves_before_the_answer(tmp_path: Path) -> None:
+    """What a gate holds for a request (a concurrency slot) is released even when the client
+    disconnects mid-request: the edge calls ``on_done`` with status 0, exactly once."""
+    pod = FakePod("pod-0", "a", delay_s=1.0)
+    gate = RecordingGate("head")
+    with running_edge(tmp_path, [pod]) as h:
+        install(h, [gate], [], [])
+        with h.connect() as s:
+            s.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            h.wait_for(lambda: pod.paths() == ["/slow"])
+        h.wait_for(lambda: gate.done == [0])
+        time.sleep(pod.delay_s + 0.2)  # the pod's late answer must not release it again
+    assert gate.done == [0]
