@@ -66,6 +66,7 @@ PIPELINE_DEPTH_MAX = 16
 STREAM_BUFFER_BYTES_MAX = 256 * 1024
 
 _NEVER = float("inf")
+_UNSET = object()
 # Recent requests whose gate time the worker keeps for its /healthz percentiles.
 GATE_SAMPLES_MAX = 8192
 # How often connection and response deadlines are checked; timeouts fire up to this late.
@@ -472,6 +473,7 @@ class Exchange:
         self._gates_released = False
         self._begin_on_body = False
         self._gate_ns = 0
+        self._fingerprint: object = _UNSET
         self._raw_body: list[bytes] | None = None
         if self.state.body_gates and head.has_body:
             inspectable = head.chunked or (head.content_length or 0) <= (
@@ -633,9 +635,7 @@ class Exchange:
                 target=head.target,
                 headers=head.headers,
                 request_id=self.request_id,
-                identity=self.state.identities.get(
-                    token_fingerprint(_header(head.headers, b"authorization"))
-                ),
+                identity=self.state.identities.get(self._token_fingerprint()),
                 body=None if head.has_body else b"",
             )
         gates = self.state.gates
@@ -672,6 +672,12 @@ class Exchange:
             refusal = await gate.check_async(self.gate_request)
             if refusal is not None:
                 return refusal
+
+    def _token_fingerprint(self) -> bytes | None:
+        """The request's token digest, computed once (gates read it, responses teach it)."""
+        if self._fingerprint is _UNSET:
+            self._fingerprint = token_fingerprint(_header(self.head.headers, b"authorization"))
+        return cast("bytes | None", self._fingerprint)
 
     def _held_body(self) -> bytes | None:
         """The whole request body when the edge held it for inspection, else None."""
@@ -1183,7 +1189,7 @@ class Exchange:
             return headers
         if client is not None:
             self.state.identities.learn(
-                token_fingerprint(_header(self.head.headers, b"authorization")),
+                self._token_fingerprint(),
                 client.decode("latin-1"),
                 tenant.decode("latin-1") if tenant is not None else None,
             )
