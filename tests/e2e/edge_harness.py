@@ -57,6 +57,8 @@ class FakePod:
     delay_s: float = 0.0
     handler: Handler | None = None
     fail_status: int = 0
+    # Send the response head, then close before the body: a pod killed mid-response.
+    die_after_head: bool = False
     transports: set[asyncio.Transport] = field(default_factory=set)
 
     def paths(self) -> list[str]:
@@ -139,6 +141,10 @@ class _PodProtocol(asyncio.Protocol):
         if seen.method == "HEAD":
             body = b""
         if self.transport is not None and not self.transport.is_closing():
+            if pod.die_after_head and seen.path != "/readyz":
+                self.transport.write(out)
+                self.transport.close()
+                return
             self.transport.write(out + body)
 
 

@@ -261,3 +261,15 @@ def test_upstream_list_changes_apply_without_restart(tmp_path: Path) -> None:
         with client(h) as c:
             served = {c.get(f"/u/{i}").json()["pod"] for i in range(5)}
     assert served == {"pod-b"}
+
+
+def test_a_pod_dying_between_head_and_body_is_retried_not_cut(tmp_path: Path) -> None:
+    """The edge holds a response head until body bytes arrive, so a pod that dies after
+    writing only its head leaves nothing with the client and the GET goes to another pod."""
+    dying = FakePod("pod-0", "a", die_after_head=True)
+    healthy = FakePod("pod-1", "a")
+    with running_edge(tmp_path, [dying, healthy]) as h, client(h) as c:
+        codes = [c.get(f"/item/{n}").status_code for n in range(20)]
+    assert codes == [200] * 20
+    assert dying.paths(), "the dying pod was never tried"
+    assert len(healthy.paths()) == 20

@@ -506,6 +506,7 @@ class Exchange:
         self.cache_state = b""
         self.head_deadline = _NEVER
         self._pending_head = b""
+        self._head_awaits_body = False
         self._fast = False
         if head.expect_continue and client.transport is not None:
             client.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -1019,6 +1020,7 @@ class Exchange:
     ) -> None:
         self.conn = conn
         self._mode = "wait-head"
+        self._pending_head = b""
         self._resp_status = 0
         self._resp_chunks = []
         self._resp_bytes = 0
@@ -1130,7 +1132,7 @@ class Exchange:
             if self._resp_chunked_out:
                 self._stream_body_end()
             else:
-                self.flush_head()
+                self.flush_head(final=True)
         if self._fast:
             conn = self.conn
             if conn is not None:
@@ -1226,9 +1228,12 @@ class Exchange:
 
     def _start_stream(self, content_length: int | None) -> None:
         self._mode = "stream"
-        self.response_started = True
         status = self._resp_status
         no_body = self.head.method == b"HEAD" or status in (204, 304) or status < 200
+        # A head whose body is due is held until body bytes arrive: a pod that dies in
+        # between (uvicorn writes head and body separately) leaves nothing with the client,
+        # so the request can still be retried on another pod instead of being cut.
+        self._head_awaits_body = bool(content_length) and not no_body
         if content_length is not None:
             framing = b"content-length: %d\r\n" % content_length
             self._resp_chunked_out = False
@@ -1255,17 +1260,21 @@ class Exchange:
         if self._pending_head:
             data = self._pending_head + data
             self._pending_head = b""
+        self.response_started = True
         transport.write(data)
 
     def _stream_body_end(self) -> None:
+        self.response_started = True
         transport = self.client.transport
         if transport is not None:
             transport.write(self._pending_head + b"0\r\n\r\n")
         self._pending_head = b""
 
-    def flush_head(self) -> None:
-        """End of one upstream read: send a held-back response head."""
-        if self._pending_head:
+    def flush_head(self, *, final: bool = False) -> None:
+        """End of one upstream read (or of the response): send a held-back response head,
+        unless its body is still due (see ``_start_stream``)."""
+        if self._pending_head and (final or not self._head_awaits_body):
+            self.response_started = True
             transport = self.client.transport
             if transport is not None:
                 transport.write(self._pending_head)
