@@ -83,7 +83,12 @@ _ENTRY_COLUMNS = (
     "e.seq, e.tenant_id, e.event_type, e.actor_kind, e.actor_id, e.request_id,"
     " e.subject_ids, e.data, e.occurred_at_us"
 )
-_NOT_SEQUENCED = "NOT EXISTS (SELECT 1 FROM audit_leaves AS l WHERE l.entry_seq = e.seq)"
+# One index probe per candidate row. Without the OFFSET, PostgreSQL turns NOT EXISTS into
+# an anti-join, which on young (not yet analyzed) tables it plans as a hash over every leaf:
+# each sequencer pass read the whole log. (LIMIT 1 OFFSET 0: valid on SQLite too.)
+_NOT_SEQUENCED = (
+    "NOT EXISTS (SELECT 1 FROM audit_leaves AS l WHERE l.entry_seq = e.seq LIMIT 1 OFFSET 0)"
+)
 _UNSEQUENCED_ABOVE = (
     f"SELECT {_ENTRY_COLUMNS} FROM audit_entries AS e"  # noqa: S608 - constants only
     f" WHERE e.seq > :after AND {_NOT_SEQUENCED} ORDER BY e.seq LIMIT :n"

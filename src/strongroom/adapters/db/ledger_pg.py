@@ -76,6 +76,33 @@ def _keys(param: str, *columns: str) -> str:
     return f"(SELECT {picks} FROM json_array_elements(%({param})s::json) AS k) AS k({names})"
 
 
+def _match(alias: str, pairs: Sequence[tuple[str, str]]) -> str:
+    return " AND ".join(f"{alias}.{column} = {value}" for column, value in pairs)
+
+
+def _each(
+    table: str,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    one: bool = True,
+    where: str = "",
+    lock: bool = False,
+) -> str:
+    """``table``'s rows matching ``pairs`` (column, outer expression), looked up once per
+    outer row: a ``LATERAL`` subquery that PostgreSQL cannot flatten (``LIMIT 1`` for a
+    primary key, ``OFFSET 0`` otherwise), so every key is an index lookup. A plain join
+    on a JSON relation is planned for 100 keys whatever it holds, and on a table not yet
+    analyzed (a young ledger) that meant a hash join over a sequential scan of every
+    transfer, once per group: most of the server's CPU at a few thousand transfers/s."""
+    limit = " LIMIT 1" if one else " OFFSET 0"
+    locking = " FOR UPDATE" if lock else ""
+    found = f"SELECT * FROM {table} AS y WHERE {_match('y', pairs)}{where}{limit}{locking}"
+    return f"CROSS JOIN LATERAL ({found}) AS x"
+
+
+_BY_KEY = (("tenant_id", "k->>0"), ("id", "k->>1"))
+
+
 def advisory_locks(keys: Iterable[int]) -> Statement:
     # Sorted in a subquery so the locks are taken in that order (no deadlock).
     return (
@@ -86,12 +113,9 @@ def advisory_locks(keys: Iterable[int]) -> Statement:
 
 
 def rows_by_key(table: str, keys: Iterable[Key]) -> Statement:
-    """Rows of ``table`` by (tenant_id, id). A join on unnested key arrays walks the
-    primary key once per key; a row-value IN list of hundreds of pairs makes PostgreSQL
-    scan instead."""
+    """Rows of ``table`` by (tenant_id, id), one primary-key lookup per key."""
     return (
-        f"SELECT x.* FROM {table} AS x JOIN {_keys('k', 'tenant_id', 'id')}"
-        " ON x.tenant_id = k.tenant_id AND x.id = k.id",
+        f"SELECT x.* FROM json_array_elements(%(k)s::json) AS k {_each(table, _BY_KEY)}",
         {"k": _pairs(keys)},
     )
 
@@ -99,10 +123,12 @@ def rows_by_key(table: str, keys: Iterable[Key]) -> Statement:
 # The accounts a group names, and both accounts of each transfer it resolves or reverses.
 _ACCOUNT_KEYS = (
     f"(SELECT tenant_id, id FROM {_keys('a', 'tenant_id', 'id')}"
-    " UNION SELECT t.tenant_id, a.id FROM ledger_transfers AS t"
-    f" JOIN {_keys('t', 'tenant_id', 'id')} ON t.tenant_id = k.tenant_id AND t.id = k.id"
-    " CROSS JOIN LATERAL (VALUES (t.debit_account_id), (t.credit_account_id)) AS a(id))"
+    " UNION SELECT x.tenant_id, a.id FROM json_array_elements(%(t)s::json) AS k"
+    f" {_each('ledger_transfers', _BY_KEY)}"
+    " CROSS JOIN LATERAL (VALUES (x.debit_account_id), (x.credit_account_id)) AS a(id))"
+    " AS a(tenant_id, id)"
 )
+_ACCOUNT = (("tenant_id", "a.tenant_id"), ("id", "a.id"))
 
 
 def _account_key_params(accounts: Iterable[Key], transfers: Iterable[Key]) -> dict[str, Any]:
@@ -111,52 +137,73 @@ def _account_key_params(accounts: Iterable[Key], transfers: Iterable[Key]) -> di
 
 def accounts(accounts: Iterable[Key], transfers: Iterable[Key]) -> Statement:
     return (
-        f"SELECT x.* FROM ledger_accounts AS x JOIN {_ACCOUNT_KEYS} AS k(tenant_id, id)"
-        " ON x.tenant_id = k.tenant_id AND x.id = k.id",
+        f"SELECT x.* FROM {_ACCOUNT_KEYS} {_each('ledger_accounts', _ACCOUNT)}",
         _account_key_params(accounts, transfers),
     )
 
 
 def hot_shards(accounts: Iterable[Key], transfers: Iterable[Key]) -> Statement:
     """Every shard row of the sharded (system) accounts among those, without a lock."""
+    sharded = (
+        " AND EXISTS (SELECT 1 FROM ledger_accounts AS s"
+        " WHERE s.tenant_id = a.tenant_id AND s.id = a.id AND s.shards > 1)"
+    )
+    balances = (("tenant_id", "a.tenant_id"), ("account_id", "a.id"))
     return (
-        "SELECT b.* FROM ledger_balances AS b"
-        f" JOIN {_ACCOUNT_KEYS} AS k(tenant_id, id)"
-        " ON b.tenant_id = k.tenant_id AND b.account_id = k.id"
-        " JOIN ledger_accounts AS x ON x.tenant_id = b.tenant_id AND x.id = b.account_id"
-        " WHERE x.shards > 1",
+        f"SELECT x.* FROM {_ACCOUNT_KEYS}"
+        f" {_each('ledger_balances', balances, one=False, where=sharded)}",
         _account_key_params(accounts, transfers),
     )
 
 
 def system_accounts(pairs: Iterable[tuple[str, str]]) -> Statement:
     """The system accounts (clearing, fees, …) of each (tenant, currency)."""
+    wanted = (("tenant_id", "k->>0"), ("currency", "k->>1"))
     return (
-        "SELECT x.tenant_id, x.currency, x.id, x.code FROM ledger_accounts AS x"
-        f" JOIN {_keys('k', 'tenant_id', 'currency')}"
-        " ON x.tenant_id = k.tenant_id AND x.currency = k.currency"
-        " WHERE x.code IS NOT NULL",
+        "SELECT x.tenant_id, x.currency, x.id, x.code FROM json_array_elements(%(k)s::json) AS k"
+        f" {_each('ledger_accounts', wanted, one=False, where=' AND y.code IS NOT NULL')}",
         {"k": _pairs(pairs)},
     )
 
 
-def lock_balances(wanted: Sequence[tuple[str, str, int]]) -> Statement:
-    """Balance rows locked in (tenant, account, shard) order by every group: no deadlock."""
+def locked_by_key(table: str, columns: Sequence[str], keys: Sequence[Sequence[Any]]) -> Statement:
+    """Rows of ``table`` by the values of ``columns``, locked in the order of ``keys``
+    (callers sort them): every transaction locks in one fixed order, so none deadlocks.
+    The lookups run as a nested loop over the keys in that order, each row locked as it
+    is found. A column written ``name::type`` casts its key value."""
+    pairs = []
+    for i, column in enumerate(columns):
+        name, _, cast = column.partition("::")
+        pairs.append((name, f"(k->>{i})::{cast}" if cast else f"k->>{i}"))
     return (
-        "SELECT b.* FROM ledger_balances AS b"
-        f" JOIN {_keys('k', 'tenant_id', 'account_id', 'shard')}"
-        " ON b.tenant_id = k.tenant_id AND b.account_id = k.account_id"
-        " AND b.shard = k.shard::smallint"
-        " ORDER BY b.tenant_id, b.account_id, b.shard FOR UPDATE OF b",
-        {"k": _json(list(wanted))},
+        "SELECT x.* FROM (SELECT k FROM json_array_elements(%(k)s::json) WITH ORDINALITY"
+        " AS e(k, n) ORDER BY n) AS w"
+        f" {_each(table, pairs, lock=True)}",
+        {"k": _json([list(key) for key in keys])},
+    )
+
+
+def lock_balances(wanted: Sequence[tuple[str, str, int]]) -> Statement:
+    return locked_by_key("ledger_balances", ("tenant_id", "account_id", "shard::smallint"), wanted)
+
+
+def _by_row_id(table: str, keys: Sequence[str]) -> str:
+    """``FROM`` and ``WHERE`` of an ``UPDATE {table} AS t`` from the JSON rows ``v``: each
+    row found by primary key, then updated by its physical id (a TID scan). A plain
+    ``UPDATE … FROM json_populate_recordset`` is planned as a hash join over the whole
+    table."""
+    match = _match("y", [(k, f"v.{k}") for k in keys])
+    return (
+        f" FROM json_populate_recordset(NULL::{table}, %(rows)s::json) AS v"
+        f" CROSS JOIN LATERAL (SELECT ctid AS row_id FROM {table} AS y WHERE {match} LIMIT 1)"
+        " AS r WHERE t.ctid = r.row_id"
     )
 
 
 _ADD_TO_BALANCES = (
-    "UPDATE ledger_balances AS b SET "
-    + ", ".join(f"{c} = b.{c} + v.{c}" for c in COUNTERS)
-    + " FROM json_populate_recordset(NULL::ledger_balances, %(rows)s::json) AS v"
-    + " WHERE b.tenant_id = v.tenant_id AND b.account_id = v.account_id AND b.shard = v.shard"
+    "UPDATE ledger_balances AS t SET "
+    + ", ".join(f"{c} = t.{c} + v.{c}" for c in COUNTERS)
+    + _by_row_id("ledger_balances", ("tenant_id", "account_id", "shard"))
 )
 
 
@@ -186,9 +233,8 @@ def bulk_update(table: str, keys: Sequence[str], rows: list[dict[str, Any]]) -> 
         {c: "\\x" + v.hex() if isinstance(v, bytes) else v for c, v in row.items()} for row in rows
     ]
     return (
-        f"UPDATE {table} AS x SET "
+        f"UPDATE {table} AS t SET "
         + ", ".join(f"{c} = v.{c}" for c in columns)
-        + f" FROM json_populate_recordset(NULL::{table}, %(rows)s::json) AS v WHERE "
-        + " AND ".join(f"x.{k} = v.{k}" for k in keys),
+        + _by_row_id(table, keys),
         {"rows": _json(encoded)},
     )

@@ -149,14 +149,18 @@ class SqlLedgerStore:
             return set()
         k = idempotency_keys.c
         wanted = sorted({(u.tenant_id, u.claim.key) for u in claimed.values() if u.claim})
-        query = (
-            sa.select(k.tenant_id, k.key, k.token)
-            .where(sa.tuple_(k.tenant_id, k.key).in_(wanted))
-            .order_by(k.tenant_id, k.key)
-        )
-        if not self._sqlite:
-            query = query.with_for_update()
-        tokens = {(r.tenant_id, r.key): r.token for r in connection.execute(query)}
+        rows: Iterable[Any]
+        if self._sqlite:
+            rows = connection.execute(
+                sa.select(k.tenant_id, k.key, k.token).where(
+                    sa.tuple_(k.tenant_id, k.key).in_(wanted)
+                )
+            )
+        else:
+            pipeline = ledger_pg.Pipeline(connection)
+            pipeline.add(ledger_pg.locked_by_key("idempotency_keys", ("tenant_id", "key"), wanted))
+            rows = pipeline.run()[0]
+        tokens = {(r.tenant_id, r.key): r.token for r in rows}
         return {
             i
             for i, u in claimed.items()
@@ -309,15 +313,9 @@ class SqlLedgerStore:
         if not ordered:
             return rows
         if not self._sqlite:
-            # A join on unnested key arrays walks the primary key once per key; a row-value
-            # IN list of hundreds of pairs makes PostgreSQL scan instead.
-            statement = sa.text(
-                f"SELECT x.* FROM {table.name} AS x JOIN unnest(CAST(:t AS text[]),"
-                " CAST(:i AS text[])) AS k(tenant_id, id)"
-                " ON x.tenant_id = k.tenant_id AND x.id = k.id"
-            )
-            params = {"t": [k[0] for k in ordered], "i": [k[1] for k in ordered]}
-            return list(connection.execute(statement, params).all())
+            pipeline = ledger_pg.Pipeline(connection)
+            pipeline.add(ledger_pg.rows_by_key(table.name, ordered))
+            return pipeline.run()[0]
         for start in range(0, len(ordered), SQLITE_KEYS_PER_QUERY):
             chunk = ordered[start : start + SQLITE_KEYS_PER_QUERY]
             rows.extend(
