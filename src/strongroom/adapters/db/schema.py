@@ -333,12 +333,8 @@ ledger_transfers = sa.Table(
     sa.CheckConstraint("amount > 0", name="amount_positive"),
     sa.CheckConstraint("status IN ('posted', 'pending', 'voided', 'expired')", name="status"),
     sa.CheckConstraint("debit_account_id <> credit_account_id", name="distinct_accounts"),
-    sa.ForeignKeyConstraint(
-        ["tenant_id", "debit_account_id"], ["ledger_accounts.tenant_id", "ledger_accounts.id"]
-    ),
-    sa.ForeignKeyConstraint(
-        ["tenant_id", "credit_account_id"], ["ledger_accounts.tenant_id", "ledger_accounts.id"]
-    ),
+    # No foreign keys to the accounts: the store reads both and locks their balance rows in
+    # the inserting transaction, and accounts are never deleted (ADR 0009).
     # The expiry worker's scan: only open holds with an expiry are in the index.
     sa.Index(
         "ix_ledger_transfers_due",
