@@ -128,7 +128,8 @@ class SqlLedgerStore:
             writes = _Writes(connection, self._sqlite)
             self._write(writes, live, effects, plan, now_us)
             self._finish_claims(writes, live, results)
-            writes.flush()
+            # A new account's balance rows are inserted, then moved: two statements.
+            writes.flush(merge=not effects.new_accounts)
         merged: list[list[Outcome]] = []
         answers = iter(results)
         for index, unit in enumerate(units):
@@ -792,9 +793,10 @@ class _Writes:
             ],
         )
 
-    def flush(self) -> None:
+    def flush(self, *, merge: bool) -> None:
+        """Send the queued writes; ``merge``: as one statement (no row written twice)."""
         if self._pipeline is not None:
-            self._pipeline.run()
+            self._pipeline.run(merge=merge)
 
 
 @dataclass
