@@ -223,3 +223,39 @@ def test_every_change_has_its_audit_entry_and_outbox_event_and_audit_is_append_o
     with engine.connect() as connection:
         count = sa.text("SELECT count(*) FROM audit_entries WHERE tenant_id = :t")
         assert connection.execute(count, {"t": TENANT}).scalar() == 5
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_a_group_on_a_connection_killed_while_pooled_is_retried_once_and_applied_once(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The writer pool skips pre-ping: a group whose pooled connection died (a database
+    restart) runs again on a fresh connection, and its transfer is applied exactly once."""
+    settings = Settings(data_dir=tmp_path, database={"url": str(engine.url)})
+    writer = make_engine(
+        settings, url=engine.url.render_as_string(hide_password=False), pre_ping=False
+    )
+    try:
+        store = SqlLedgerStore(engine, writer=writer)
+        wallet, clearing = funded_wallet(store, 1_000)
+        with engine.connect() as connection:
+            killed = connection.execute(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        assert killed >= 1  # the writer's pooled connection among them
+        transfer_id = new_id()
+        outcome = one(store, CreateTransfer(transfer_id, wallet.id, clearing.id, 300, "EUR"))
+        assert outcome.ok
+        account = store.account(TENANT, wallet.id)
+        assert account is not None and account.balances.credits_posted == 1_000
+        assert account.balances.debits_posted == 300
+        with engine.connect() as connection:
+            count = connection.execute(
+                sa.text("SELECT count(*) FROM ledger_transfers WHERE id = :id"), {"id": transfer_id}
+            ).scalar_one()
+        assert count == 1
+    finally:
+        writer.dispose()

@@ -112,6 +112,7 @@ def create_app(
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            _app.state.ledger.close()
             if owns_engine:
                 db_engine.dispose()
 

@@ -39,8 +39,12 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(settings: Settings, *, url: str | None = None) -> Engine:
-    """An engine for ``url`` (default: ``settings.database_url``); no connection is opened yet."""
+def make_engine(settings: Settings, *, url: str | None = None, pre_ping: bool = True) -> Engine:
+    """An engine for ``url`` (default: ``settings.database_url``); no connection is opened yet.
+
+    ``pre_ping=False`` (PostgreSQL) saves a round trip per checkout, for a caller that
+    retries work a dead pooled connection failed before anything was committed (the
+    ledger's group commit)."""
     resolved = normalize_url(url or settings.database_url)
     backend = make_url(resolved).get_backend_name()
     db = settings.database
@@ -59,7 +63,7 @@ def make_engine(settings: Settings, *, url: str | None = None) -> Engine:
         engine = sa.create_engine(
             resolved,
             pool_size=db.pool_size,
-            pool_pre_ping=True,
+            pool_pre_ping=pre_ping,
             connect_args={
                 # libpq takes whole seconds and treats 1 as 2; round up, never to 0 (= forever).
                 "connect_timeout": max(2, math.ceil(db.connect_timeout_s)),

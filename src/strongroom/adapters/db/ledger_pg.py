@@ -48,11 +48,15 @@ class Pipeline:
         self._statements.append(statement)
         return len(self._statements) - 1
 
-    def run(self, *, merge: bool = False) -> list[list[Any]]:
+    def run(self, *, merge: bool = False, commit: bool = False) -> list[list[Any]]:
         """Each statement's rows; ``merge``: the statements go as one (:func:`merged`)
-        and the answer is that statement's rows."""
+        and the answer is that statement's rows; ``commit``: COMMIT follows them in the
+        same round trip (psycopg's commit is pipeline-aware; the SQLAlchemy transaction's
+        own commit then finds nothing left to do)."""
         statements, self._statements = self._statements, []
         if not statements:
+            if commit:
+                self._raw.commit()
             return []
         if merge:
             statements = [merged(statements)]
@@ -62,6 +66,8 @@ class Pipeline:
                 cursor = self._raw.cursor(row_factory=namedtuple_row)
                 cursor.execute(sql, params)
                 cursors.append(cursor)
+            if commit:
+                self._raw.commit()
         # pgresult, not description: description builds a Column object per column per
         # call (a tenth of a group's client CPU once).
         return [c.fetchall() if _has_rows(c) else [] for c in cursors]

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
@@ -103,16 +104,33 @@ def _lock_key(*parts: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+class _StaleConnection(Exception):
+    """A group's connection turned out dead before its writes were sent."""
+
+
+def _connection_lost(connection: Connection, exc: Exception) -> bool:
+    if isinstance(exc, sa.exc.DBAPIError):
+        return exc.connection_invalidated
+    raw = connection.connection.driver_connection
+    return bool(getattr(raw, "broken", False) or getattr(raw, "closed", False))
+
+
 class SqlLedgerStore:
+    """``engine`` serves reads and Idempotency-Key claims; ``writer`` (default: the same)
+    runs groups and may skip the pool's pre-ping: a group whose pooled connection is dead
+    is retried once on a fresh one, as nothing of it can have been committed."""
+
     def __init__(
         self,
         engine: Engine,
         *,
         hot_account_shards: int = 8,
+        writer: Engine | None = None,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         rng: random.Random | None = None,
     ) -> None:
         self._engine = engine
+        self._writer = writer or engine
         self._shards = hot_account_shards
         self._new_id = new_id
         self._rng = rng or random.Random()
@@ -120,16 +138,12 @@ class SqlLedgerStore:
 
     # -- writes ----------------------------------------------------------------------------
     def execute(self, units: Sequence[Unit], now_us: int) -> list[list[Outcome]]:
-        with write_transaction(self._engine) as connection:
-            lost = self._lost_claims(connection, units)
-            live = [u for i, u in enumerate(units) if i not in lost]
-            snapshot, plan = self._load(connection, live)
-            results, effects = ledger_engine.apply(snapshot, live, now_us, new_id=self._new_id)
-            writes = _Writes(connection, self._sqlite)
-            self._write(writes, live, effects, plan, now_us)
-            self._finish_claims(writes, live, results)
-            # A new account's balance rows are inserted, then moved: two statements.
-            writes.flush(merge=not effects.new_accounts)
+        try:
+            lost, results = self._execute(units, now_us)
+        except _StaleConnection:
+            # The pooled connection was dead (a database restart) before anything was
+            # sent for commit; the pool has been invalidated, so this runs on a new one.
+            lost, results = self._execute(units, now_us)
         merged: list[list[Outcome]] = []
         answers = iter(results)
         for index, unit in enumerate(units):
@@ -141,6 +155,29 @@ class SqlLedgerStore:
             else:
                 merged.append(next(answers))
         return merged
+
+    def _execute(self, units: Sequence[Unit], now_us: int) -> tuple[set[int], list[list[Outcome]]]:
+        with write_transaction(self._writer) as connection:
+            try:
+                lost = self._lost_claims(connection, units)
+                live = [u for i, u in enumerate(units) if i not in lost]
+                snapshot, plan = self._load(connection, live)
+            except (sa.exc.DBAPIError, psycopg.OperationalError) as exc:
+                if not _connection_lost(connection, exc):
+                    raise
+                # Nothing was written. This connection and its pooled siblings are from
+                # before the outage: drop them all, then let the caller retry.
+                connection.invalidate()
+                self._writer.dispose()
+                raise _StaleConnection from exc
+            results, effects = ledger_engine.apply(snapshot, live, now_us, new_id=self._new_id)
+            writes = _Writes(connection, self._sqlite)
+            self._write(writes, live, effects, plan, now_us)
+            self._finish_claims(writes, live, results)
+            # A new account's balance rows are inserted, then moved: two statements.
+            # On PostgreSQL the COMMIT goes in the same round trip as the writes.
+            writes.flush(merge=not effects.new_accounts)
+        return lost, results
 
     def _lost_claims(self, connection: Connection, units: Sequence[Unit]) -> set[int]:
         """Units whose Idempotency-Key another request took over (one query, rows locked in
@@ -794,9 +831,10 @@ class _Writes:
         )
 
     def flush(self, *, merge: bool) -> None:
-        """Send the queued writes; ``merge``: as one statement (no row written twice)."""
+        """Send the queued writes; ``merge``: as one statement (no row written twice).
+        On PostgreSQL this commits, in the same round trip."""
         if self._pipeline is not None:
-            self._pipeline.run(merge=merge)
+            self._pipeline.run(merge=merge, commit=True)
 
 
 @dataclass
