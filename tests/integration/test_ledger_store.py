@@ -259,3 +259,37 @@ def test_a_group_on_a_connection_killed_while_pooled_is_retried_once_and_applied
         assert count == 1
     finally:
         writer.dispose()
+
+
+def test_a_big_group_writes_every_row_once_whatever_the_insert_path(engine: Engine) -> None:
+    """Big groups insert by COPY on PostgreSQL, small ones by statement: both write each
+    transfer's row, two entries, an outbox event and an audit entry, with new accounts
+    and their first movements in the same group, and the books balance."""
+    store = SqlLedgerStore(engine)
+    assert one(store, CreateAccount(new_id(), "wallet", "EUR")).ok  # the system accounts
+    clearing = system(store, "clearing")
+    wallets = [new_id() for _ in range(150)]
+    created = [CreateAccount(w, "wallet", "EUR") for w in wallets]
+    funded = [CreateTransfer(new_id(), clearing.id, w, 1_000, "EUR") for w in wallets]
+    moved = [
+        CreateTransfer(new_id(), wallets[i], wallets[(i + 1) % 150], 7, "EUR") for i in range(150)
+    ]
+    results = store.execute([unit(*created), unit(*funded, atomic=False), unit(*moved)], T0)
+    assert all(o.ok for outcomes in results for o in outcomes)
+    with engine.connect() as connection:
+
+        def count(sql: str) -> int:
+            return int(connection.execute(sa.text(sql), {"t": TENANT}).scalar_one())
+
+        assert count("SELECT count(*) FROM ledger_transfers WHERE tenant_id = :t") == 300
+        assert count("SELECT count(*) FROM ledger_entries WHERE tenant_id = :t") == 600
+        transfer_events = "event_type = 'transfer.created' AND tenant_id = :t"
+        assert count(f"SELECT count(*) FROM audit_entries WHERE {transfer_events}") == 300
+        assert count("SELECT count(*) FROM outbox_events WHERE tenant_id = :t") == count(
+            "SELECT count(*) FROM audit_entries WHERE tenant_id = :t"
+        )
+    for wallet in wallets:
+        account = store.account(TENANT, wallet)
+        assert account is not None
+        assert (account.balances.credits_posted, account.balances.debits_posted) == (1_007, 7)
+    assert store.account(TENANT, clearing.id).balances.debits_posted == 150_000  # type: ignore[union-attr]

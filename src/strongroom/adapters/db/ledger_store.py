@@ -776,7 +776,7 @@ class _Writes:
         if self._pipeline is None:
             self._connection.execute(table.insert(), rows)
         else:
-            self._pipeline.add(ledger_pg.bulk_insert(table.name, rows))
+            self._pipeline.insert(table.name, rows)
 
     def update(self, table: sa.Table, keys: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
         """Set each row's other members on the row with its ``keys``."""
