@@ -35,6 +35,7 @@ from strongroom.api import (
 from strongroom.api.auth_runtime import AuthRuntime
 from strongroom.api.client_cache import ClientCache
 from strongroom.api.error_handlers import install_error_handlers
+from strongroom.api.fast_path import FastPath
 from strongroom.api.ledger_runtime import LedgerRuntime
 from strongroom.api.lifecycle import PodIdentity, PodState, ReadinessCheck
 from strongroom.api.middleware import PodMiddleware
@@ -181,6 +182,7 @@ def create_app(
         edge_secret=settings.secrets.edge_secret.get_secret_value().encode(),
         body_bytes_max=settings.pods.request_body_bytes_max,
         tracer=tracer,
+        fast_path=FastPath(app),
     )
     for router in (
         health.router,

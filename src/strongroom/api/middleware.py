@@ -17,6 +17,7 @@ from prometheus_client import Counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from strongroom.api import problems
+from strongroom.api.fast_path import FastPath
 from strongroom.api.lifecycle import PodState
 from strongroom.api.request_context import (
     IDENTITY_CLIENT_HEADER,
@@ -72,8 +73,10 @@ class PodMiddleware:
         edge_secret: bytes,
         body_bytes_max: int,
         tracer: trace.Tracer | None = None,
+        fast_path: FastPath | None = None,
     ) -> None:
         self.app = app
+        self.fast_path = fast_path
         self.state = state
         self.metrics = metrics
         self.edge_proof_failures = edge_proof_failures
@@ -156,7 +159,12 @@ class PodMiddleware:
                 send, scope, context, problems.BODY_TOO_LARGE, self._too_large()
             )
             return
-        await self.app(scope, self._limited(receive), send)
+        fast = None if self.fast_path is None else self.fast_path.find(scope)
+        if fast is None:
+            await self.app(scope, self._limited(receive), send)
+            return
+        assert self.fast_path is not None
+        await self.fast_path.handle(fast, scope, self._limited(receive), send, self.app)
 
     async def _dispatch_traced(
         self, scope: Scope, receive: Receive, send: Send, context: RequestContext
