@@ -139,6 +139,59 @@ def test_sql_concurrent_presentations_have_exactly_one_winner(
     assert len(results) == RACERS and results.count(True) == 1
 
 
+def test_sql_concurrent_checks_share_statements_and_each_proof_wins_once(
+    engines: tuple[Engine, Engine],
+) -> None:
+    """Checks arriving together go in shared statements; a jti presented twice in one
+    batch still wins once."""
+    cache = SqlJtiReplayCache(engines[0], clock=Clock())
+    statements: list[str] = []
+    sa.event.listen(engines[0], "before_cursor_execute", lambda *args: statements.append(args[2]))
+    results: dict[str, list[bool]] = {}
+    lock = threading.Lock()
+    start = threading.Barrier(32)
+
+    def check(index: int) -> None:
+        jti = f"proof-{index % 16}"
+        start.wait()
+        won = cache.first_use(jti, NOW + 90)
+        with lock:
+            results.setdefault(jti, []).append(won)
+
+    threads = [threading.Thread(target=check, args=(i,)) for i in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert {jti: sorted(wins) for jti, wins in results.items()} == {
+        f"proof-{i}": [False, True] for i in range(16)
+    }
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT")]
+    assert 1 <= len(inserts) < 32
+
+
+def test_sql_a_failed_batch_fails_every_check_in_it(tmp_path: Path) -> None:
+    """Fail closed: no table, no answer — each waiting caller gets the error."""
+    engine = make_engine(Settings(data_dir=tmp_path))  # not migrated: no dpop_jti table
+    cache = SqlJtiReplayCache(engine, clock=Clock())
+    errors: list[BaseException] = []
+
+    def check(index: int) -> None:
+        try:
+            cache.first_use(f"proof-{index}", NOW + 90)
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=check, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(errors) == 8
+    assert all(isinstance(e, sa.exc.OperationalError) for e in errors)
+    engine.dispose()
+
+
 def test_sql_expired_entries_are_pruned_and_live_ones_kept(
     engines: tuple[Engine, Engine],
 ) -> None:

@@ -19,6 +19,7 @@ rather than accept a proof it could not check.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -45,16 +46,83 @@ REDIS_TIMEOUT_S = 1.0
 REDIS_KEY_PREFIX = "strongroom:dpop:jti:"
 
 
+class _Waiter:
+    """One caller's identifier in a batch, and the answer it waits for."""
+
+    __slots__ = ("answer", "done", "error", "expires_at", "jti", "lead")
+
+    def __init__(self, jti: str, expires_at: float) -> None:
+        self.jti = jti
+        self.expires_at = expires_at
+        self.done = threading.Event()
+        self.answer = False
+        self.error: BaseException | None = None
+        self.lead = False  # woken to run the next batch, not with an answer
+
+
 class SqlJtiReplayCache:
-    """The ``dpop_jti`` table as a replay cache, on SQLite or PostgreSQL."""
+    """The ``dpop_jti`` table as a replay cache, on SQLite or PostgreSQL.
+
+    Concurrent checks at a pod share one statement and one commit (group commit, like
+    the ledger's): the caller that finds no batch running runs one with everything
+    queued; callers arriving meanwhile wait, and the first of them runs the next batch.
+    One transaction per proof used to open a connection per concurrent request and was
+    most of the database's work for a DPoP-bound transfer.
+    """
 
     def __init__(self, engine: Engine, *, clock: Clock = time.time) -> None:
         self._engine = engine
         self._clock = clock
         self._last_prune = -math.inf
         self._is_postgres = engine.dialect.name == "postgresql"
+        self._lock = threading.Lock()
+        self._queue: list[_Waiter] = []
+        self._running = False
 
     def first_use(self, jti: str, expires_at: float) -> bool:
+        waiter = _Waiter(jti, expires_at)
+        with self._lock:
+            self._queue.append(waiter)
+            lead = not self._running
+            self._running = True
+        if not lead:
+            waiter.done.wait()
+            if not waiter.lead:
+                return self._answer(waiter)
+        self._run_batch()
+        return self._answer(waiter)
+
+    @staticmethod
+    def _answer(waiter: _Waiter) -> bool:
+        if waiter.error is not None:
+            raise waiter.error
+        return waiter.answer
+
+    def _run_batch(self) -> None:
+        with self._lock:
+            batch, self._queue = self._queue, []
+        try:
+            won = self._insert(batch)
+        except BaseException as exc:
+            for waiter in batch:
+                waiter.error = exc
+        else:
+            seen: set[str] = set()
+            for waiter in batch:
+                # A jti twice in one batch: the statement inserts it once; the first wins.
+                waiter.answer = waiter.jti in won and waiter.jti not in seen
+                seen.add(waiter.jti)
+        with self._lock:
+            if self._queue:
+                successor = self._queue[0]
+                successor.lead = True
+                successor.done.set()
+            else:
+                self._running = False
+        for waiter in batch:
+            waiter.done.set()
+
+    def _insert(self, batch: list[_Waiter]) -> set[str]:
         now = self._clock()
         if now - self._last_prune >= PRUNE_INTERVAL_S:
             self._last_prune = now
@@ -62,14 +130,15 @@ class SqlJtiReplayCache:
         insert: postgresql.Insert | sqlite.Insert = (
             postgresql.insert(dpop_jti) if self._is_postgres else sqlite.insert(dpop_jti)
         )
+        rows = {w.jti: w.expires_at for w in batch}
         statement = (
-            insert.values(jti=jti, expires_at=expires_at)
+            insert.values([{"jti": jti, "expires_at": at} for jti, at in rows.items()])
             .on_conflict_do_nothing()
             # RETURNING, not rowcount: psycopg reports -1 for this statement.
             .returning(dpop_jti.c.jti)
         )
         with self._engine.begin() as connection:
-            return connection.execute(statement).first() is not None
+            return set(connection.execute(statement).scalars())
 
     def prune(self, now: float) -> int:
         """Delete entries whose proofs can no longer be accepted; returns how many."""
