@@ -244,21 +244,22 @@ class SqlLedgerStore:
         }
         if lock_keys:
             pipeline.add(ledger_pg.advisory_locks(lock_keys))
-        at: dict[str, int] = {}
+        reads: dict[str, ledger_pg.Statement] = {}
         if wanted.transfers:
-            at["transfers"] = pipeline.add(
-                ledger_pg.rows_by_key("ledger_transfers", wanted.transfers)
-            )
+            reads["transfers"] = ledger_pg.rows_by_key("ledger_transfers", wanted.transfers)
         if wanted.journal_entries:
-            at["journal_entries"] = pipeline.add(
-                ledger_pg.rows_by_key("ledger_journal_entries", wanted.journal_entries)
+            reads["journal_entries"] = ledger_pg.rows_by_key(
+                "ledger_journal_entries", wanted.journal_entries
             )
         if wanted.currencies:
-            at["system"] = pipeline.add(ledger_pg.system_accounts(wanted.currencies))
-        at["accounts"] = pipeline.add(ledger_pg.accounts(wanted.accounts, wanted.transfers))
-        at["shards"] = pipeline.add(ledger_pg.hot_shards(wanted.accounts, wanted.transfers))
-        results = pipeline.run()
-        return _Fetched(**{name: results[index] for name, index in at.items()})
+            reads["system"] = ledger_pg.system_accounts(wanted.currencies)
+        reads["accounts"] = ledger_pg.accounts(wanted.accounts, wanted.transfers)
+        reads["shards"] = ledger_pg.hot_shards(wanted.accounts, wanted.transfers)
+        # After the advisory locks, in a statement of its own: its snapshot then shows
+        # what a lock holder we waited for committed.
+        at = pipeline.add(ledger_pg.together(reads))
+        (row,) = pipeline.run()[at]
+        return _Fetched(**{name: ledger_pg.rows_of(row[i]) for i, name in enumerate(reads)})
 
     def _load(self, connection: Connection, units: Sequence[Unit]) -> tuple[Snapshot, _Plan]:
         snapshot = Snapshot()
