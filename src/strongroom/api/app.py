@@ -170,7 +170,7 @@ def create_app(
     app.state.engine = db_engine
     app.state.auth = auth
     app.state.client_cache = ClientCache(auth.clients.get)
-    app.state.ledger = LedgerRuntime(settings, db_engine)
+    app.state.ledger = LedgerRuntime(settings, db_engine, registry)
     app.state.audit = SqlAuditStore(db_engine)
 
     install_error_handlers(app)

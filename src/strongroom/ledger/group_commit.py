@@ -13,6 +13,7 @@ instead of opening ever more connections.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -38,12 +39,16 @@ class GroupCommitter:
         concurrency: int = 2,
         clock_us: Callable[[], int] = now_us,
         run_blocking: RunBlocking[list[list[Outcome]]] = _to_thread,
+        on_group: Callable[[int, int, float], None] | None = None,
     ) -> None:
+        """``on_group(units, commands, seconds)`` after each committed group: what
+        operators watch to see whether groups form (metrics)."""
         self._store = store
         self._max_units = max_units
         self._max_commands = max_commands
         self._clock_us = clock_us
         self._run_blocking = run_blocking
+        self._on_group = on_group
         self._queue: deque[tuple[Unit, asyncio.Future[list[Outcome]]]] = deque()
         self._slots = asyncio.Semaphore(concurrency)
         self._drainer: asyncio.Task[None] | None = None
@@ -86,6 +91,7 @@ class GroupCommitter:
 
     async def _commit(self, group: Sequence[tuple[Unit, asyncio.Future[list[Outcome]]]]) -> None:
         units = [unit for unit, _ in group]
+        started = time.perf_counter()
         try:
             now = self._clock_us()
             results = await self._run_blocking(lambda: self._store.execute(units, now))
@@ -98,6 +104,9 @@ class GroupCommitter:
         else:
             self.groups += 1
             self.units += len(units)
+            if self._on_group is not None:
+                commands = sum(len(unit.commands) for unit in units)
+                self._on_group(len(units), commands, time.perf_counter() - started)
             for (_, future), outcomes in zip(group, results, strict=True):
                 if not future.done():
                     future.set_result(outcomes)

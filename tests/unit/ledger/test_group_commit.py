@@ -90,3 +90,26 @@ async def test_a_cancelled_caller_does_not_cancel_the_commit() -> None:
     store.gate.set()
     await asyncio.sleep(0.1)
     assert store.calls == [["gone"]]
+
+
+async def test_each_committed_group_is_reported_with_its_size_and_time() -> None:
+    store = Store()
+    seen: list[tuple[int, int, float]] = []
+    committer = GroupCommitter(
+        store,  # type: ignore[arg-type]
+        concurrency=1,
+        on_group=lambda units, commands, seconds: seen.append((units, commands, seconds)),
+    )
+    store.gate.clear()
+    first = asyncio.create_task(committer.submit(unit("u0")))
+    await asyncio.sleep(0.05)
+    rest = [asyncio.create_task(committer.submit(unit(f"u{i}"))) for i in range(1, 5)]
+    await asyncio.sleep(0.05)
+    store.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *rest), 5)
+    assert [(u, c) for u, c, _ in seen] == [(1, 1), (4, 4)]
+    assert seen[0][2] >= 0.05  # the first group waited on the gate
+    failing = GroupCommitter(Store(fail=True), on_group=lambda *a: seen.append(a))  # type: ignore[arg-type]
+    with pytest.raises(ConnectionError):
+        await failing.submit(unit("x"))
+    assert len(seen) == 2  # a failed group is not a committed one
