@@ -98,6 +98,17 @@ def side_shrinks_headroom(bounded: bool, normal: NormalSide, side: Side) -> bool
 class _Scope:
     """Changes of one unit or item, undone by dropping the scope."""
 
+    __slots__ = (
+        "accounts",
+        "entries",
+        "events",
+        "journal_entries",
+        "parent",
+        "snapshot",
+        "system",
+        "transfers",
+    )
+
     def __init__(self, parent: _Scope | None, snapshot: Snapshot) -> None:
         self.parent = parent
         self.snapshot = snapshot
@@ -118,13 +129,25 @@ class _Scope:
             scope = scope.parent
         return getattr(self.snapshot, table).get(key)
 
+    # accounts and transfers, looked up for every transfer of a group, spelled out:
+    # _find's attribute lookup by name costs more than the dictionary lookups.
     def account(self, key: Key) -> Account | None:
-        found: Account | None = self._find("accounts", key)
-        return found
+        scope: _Scope | None = self
+        while scope is not None:
+            found = scope.accounts.get(key)
+            if found is not None:
+                return found
+            scope = scope.parent
+        return self.snapshot.accounts.get(key)
 
     def transfer(self, key: Key) -> Transfer | None:
-        found: Transfer | None = self._find("transfers", key)
-        return found
+        scope: _Scope | None = self
+        while scope is not None:
+            found = scope.transfers.get(key)
+            if found is not None:
+                return found
+            scope = scope.parent
+        return self.snapshot.transfers.get(key)
 
     def journal_entry(self, key: Key) -> JournalEntry | None:
         found: JournalEntry | None = self._find("journal_entries", key)
@@ -144,6 +167,8 @@ class _Scope:
 
 
 class _Apply:
+    __slots__ = ("new_id", "now", "scope", "tenant")
+
     def __init__(self, scope: _Scope, tenant: str, now_us: int, new_id: Callable[[], str]) -> None:
         self.scope = scope
         self.tenant = tenant
@@ -218,8 +243,13 @@ class _Apply:
         Only sides that can shrink the headroom are checked (`needs_exact_balance`): the
         store locks exactly those balances, so a check never reads an unlocked value.
         """
-        if sides and not any(needs_exact_balance(account, side) for side in sides):
-            return
+        if sides:
+            # A plain loop: this runs twice for every transfer of a group.
+            for side in sides:
+                if side_shrinks_headroom(account.bounded, account.normal, side):
+                    break
+            else:
+                return
         headroom = account.headroom()
         if headroom is not None and headroom < 0:
             raise LedgerError(
@@ -562,11 +592,13 @@ def _effects(
     return effects
 
 
+_COUNTER_OF: dict[tuple[str, str], Counter] = {
+    (counter.split("s_")[0], counter.split("s_")[1]): counter for counter in COUNTERS
+}
+
+
 def _counter(side: Side, kind: str) -> Counter:
-    for counter in COUNTERS:
-        if counter == f"{side}s_{kind}":
-            return counter
-    raise AssertionError(f"no counter for {side} {kind}")
+    return _COUNTER_OF[(side, kind)]
 
 
 def _same_transfer(existing: Transfer, command: CreateTransfer) -> bool:
