@@ -3,6 +3,9 @@ point-in-time balances and the append-only audit table."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -293,3 +296,42 @@ def test_a_big_group_writes_every_row_once_whatever_the_insert_path(engine: Engi
         assert account is not None
         assert (account.balances.credits_posted, account.balances.debits_posted) == (1_007, 7)
     assert store.account(TENANT, clearing.id).balances.debits_posted == 150_000  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+def test_a_group_rolled_back_to_break_a_deadlock_is_retried_and_applied_once(
+    engine: Engine,
+) -> None:
+    """Another transaction locks the two balance rows in the opposite order; PostgreSQL
+    aborts the group (it waited first), which runs again and commits exactly once."""
+    store = SqlLedgerStore(engine)
+    wallet, _ = funded_wallet(store, 1_000)
+    other = one(store, CreateAccount(new_id(), "wallet", "EUR")).value
+    assert isinstance(other, Account)
+    first, second = sorted([wallet.id, other.id])  # the order the store locks them in
+    lock = sa.text(
+        "SELECT 1 FROM ledger_balances WHERE tenant_id = :t AND account_id = :a FOR UPDATE"
+    )
+    transfer_id = new_id()
+    outcome: list[Outcome] = []
+    with engine.connect() as blocker:
+        blocker.execute(lock, {"t": TENANT, "a": second})
+        worker = threading.Thread(
+            target=lambda: outcome.append(
+                one(store, CreateTransfer(transfer_id, wallet.id, other.id, 250, "EUR"))
+            )
+        )
+        worker.start()
+        time.sleep(0.3)  # the group holds `first` and waits for `second`
+        # Closes the cycle; had PostgreSQL aborted this side, the group would just go on.
+        with contextlib.suppress(sa.exc.DBAPIError):
+            blocker.execute(lock, {"t": TENANT, "a": first})
+        blocker.rollback()
+        worker.join(30)
+    assert outcome and outcome[0].ok
+    assert store.account(TENANT, other.id).balances.credits_posted == 250  # type: ignore[union-attr]
+    with engine.connect() as connection:
+        count = connection.execute(
+            sa.text("SELECT count(*) FROM ledger_transfers WHERE id = :id"), {"id": transfer_id}
+        ).scalar_one()
+    assert count == 1

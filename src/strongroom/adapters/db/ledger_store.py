@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import psycopg
+import psycopg.errors
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, Row
@@ -108,6 +109,11 @@ class _StaleConnection(Exception):
     """A group's connection turned out dead before its writes were sent."""
 
 
+def _is_deadlock(exc: Exception) -> bool:
+    cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    return isinstance(cause, psycopg.errors.DeadlockDetected)
+
+
 def _connection_lost(connection: Connection, exc: Exception) -> bool:
     if isinstance(exc, sa.exc.DBAPIError):
         return exc.connection_invalidated
@@ -143,6 +149,12 @@ class SqlLedgerStore:
         except _StaleConnection:
             # The pooled connection was dead (a database restart) before anything was
             # sent for commit; the pool has been invalidated, so this runs on a new one.
+            lost, results = self._execute(units, now_us)
+        except (sa.exc.DBAPIError, psycopg.errors.DeadlockDetected) as exc:
+            # PostgreSQL broke a lock cycle by rolling this group back (locks are taken in
+            # one order, so only pods of two releases locking differently can meet so).
+            if not _is_deadlock(exc):
+                raise
             lost, results = self._execute(units, now_us)
         merged: list[list[Outcome]] = []
         answers = iter(results)
