@@ -501,6 +501,10 @@ class LedgerSettings(BaseModel):
     # 56.8 → 43.5 ms).
     group_commit_max_units: int = Field(default=256, ge=1)
     group_commit_concurrency: int = Field(default=1, ge=1)
+    # Before taking a group, wait at most this long for as many requests as the last group
+    # had (a lone client never waits): fewer, larger groups under load (bench/ledger.py
+    # single: 2,140 → 2,319 transfers/s at 4 ms, p50 13.9 → 12.7 ms).
+    group_commit_linger_s: float = Field(default=0.004, ge=0, le=0.05)
     # The worker voids holds past their expires_at this often.
     hold_expiry_poll_s: float = Field(default=1.0, gt=0)
     # Balance rows of a system fees/settlement/clearing account: credits to it spread over

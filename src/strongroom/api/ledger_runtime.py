@@ -49,6 +49,7 @@ class LedgerRuntime:
             self.store,
             max_units=ledger.group_commit_max_units,
             concurrency=concurrency,
+            linger_s=ledger.group_commit_linger_s,
             on_group=None if registry is None else _group_metrics(registry),
         )
 

@@ -113,3 +113,32 @@ async def test_each_committed_group_is_reported_with_its_size_and_time() -> None
     with pytest.raises(ConnectionError):
         await failing.submit(unit("x"))
     assert len(seen) == 2  # a failed group is not a committed one
+
+
+async def test_a_group_waits_briefly_for_as_many_units_as_the_last_one_had() -> None:
+    store = Store()
+    committer = GroupCommitter(store, concurrency=1, linger_s=0.3)  # type: ignore[arg-type]
+    store.gate.clear()
+    first = asyncio.create_task(committer.submit(unit("a0")))
+    await asyncio.sleep(0.05)
+    rest = [asyncio.create_task(committer.submit(unit(f"a{i}"))) for i in range(1, 5)]
+    await asyncio.sleep(0.05)
+    store.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *rest), 5)
+    assert [len(c) for c in store.calls] == [1, 4]
+    # The next group waits for four units (they trickle in), not for the first alone.
+    trickle = [asyncio.create_task(committer.submit(unit("b0")))]
+    await asyncio.sleep(0.1)
+    trickle += [asyncio.create_task(committer.submit(unit(f"b{i}"))) for i in range(1, 4)]
+    await asyncio.wait_for(asyncio.gather(*trickle), 5)
+    assert store.calls[2] == ["b0", "b1", "b2", "b3"]
+    # Fewer arrive than last time: the wait ends at linger_s; then a lone client's group
+    # (last size 1) goes at once.
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await committer.submit(unit("c0"))
+    assert 0.25 <= loop.time() - started < 2
+    started = loop.time()
+    await committer.submit(unit("d0"))
+    assert loop.time() - started < 0.2
+    assert store.calls[3:] == [["c0"], ["d0"]]
