@@ -8,13 +8,12 @@ errors must match, for accepted bodies and for every kind of refusal.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from tests.unit.api.conftest import EDGE_SECRET, bearer_headers, provision_clients
+from tests.unit.api.conftest import bearer_headers, provision_clients
 
 from strongroom.api import fast_path
 from strongroom.api.authz import declared_scope
@@ -24,12 +23,10 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        secrets={"edge_secret": EDGE_SECRET},
-        pods={"request_body_bytes_max": 1024},
-        auth={"dpop_required_scopes": []},
+def settings(settings: Settings) -> Settings:
+    """conftest's pod settings, with Bearer tokens allowed for transfers (no DPoP)."""
+    return settings.model_copy(
+        update={"auth": settings.auth.model_copy(update={"dpop_required_scopes": []})}
     )
 
 

@@ -216,11 +216,10 @@ def together(named: dict[str, Statement]) -> Statement:
     columns: list[str] = []
     params: dict[str, Any] = {}
     for index, (name, (sql, values)) in enumerate(named.items()):
-        renamed = _PARAMETER.sub(r"%(\1" + f"_{index})s", sql)
+        renamed = _suffixed(sql, values, index, params)
         # As text: orjson decodes it several times faster than psycopg's json loader.
         aggregate = "coalesce(json_agg(r), '[]')::text"
         columns.append(f"(SELECT {aggregate} FROM ({renamed}) AS r) AS {name}")
-        params.update({f"{key}_{index}": value for key, value in values.items()})
     return "SELECT " + ", ".join(columns), params
 
 
@@ -317,6 +316,13 @@ def bulk_update(table: str, keys: Sequence[str], rows: list[dict[str, Any]]) -> 
 _PARAMETER = re.compile(r"%\((\w+)\)s")
 
 
+def _suffixed(sql: str, values: dict[str, Any], index: int, into: dict[str, Any]) -> str:
+    """``sql`` with each ``%(name)s`` renamed ``%(name_<index>)s``, its values added to
+    ``into``: statements joined into one keep their parameters apart."""
+    into.update({f"{name}_{index}": value for name, value in values.items()})
+    return _PARAMETER.sub(r"%(\1" + f"_{index})s", sql)
+
+
 def merged(statements: Sequence[Statement]) -> Statement:
     """Data-modifying statements as one: each a ``WITH`` member, run to completion by
     PostgreSQL whatever the main query reads. One statement instead of one per table cuts
@@ -328,7 +334,5 @@ def merged(statements: Sequence[Statement]) -> Statement:
     members: list[str] = []
     params: dict[str, Any] = {}
     for index, (sql, values) in enumerate(statements):
-        renamed = _PARAMETER.sub(r"%(\1" + f"_{index})s", sql)
-        members.append(f"w{index} AS ({renamed})")
-        params.update({f"{name}_{index}": value for name, value in values.items()})
+        members.append(f"w{index} AS ({_suffixed(sql, values, index, params)})")
     return "WITH " + ", ".join(members) + " SELECT 1", params
