@@ -282,6 +282,16 @@ def test_without_pgbench_no_ratio_and_the_target_is_unknown() -> None:
     assert rows["batch"]["target_met"] is None
 
 
+def test_the_embedded_profile_is_reported_against_pgbench_but_not_held_to_its_targets() -> None:
+    backends = _backends(2000.0, 10.0, 20000.0)
+    backends["sqlite"] = _backends(100.0, 900.0, 200.0)["postgres"]
+    ledger.add_ratios(backends, 3000.0)
+    rows = backends["sqlite"]["scenarios"]
+    assert rows["single"]["vs_pgbench"] == 0.033
+    assert rows["single"]["target"] is None and "target_met" not in rows["single"]
+    assert backends["postgres"]["scenarios"]["single"]["target_met"] is True
+
+
 class _Jtis:
     def __init__(self) -> None:
         self.seen: set[str] = set()
