@@ -179,7 +179,9 @@ async def test_a_journal_entry_takes_the_fast_path_and_is_counted_under_its_rout
     assert r.status_code == 201, r.text
     assert served == ["/v1/journal-entries"]
     labels = {"route": "/v1/journal-entries", "method": "POST", "status": "201"}
-    assert app.state.metrics_registry.get_sample_value("strongroom_http_requests_total", labels) == 1
+    assert (
+        app.state.metrics_registry.get_sample_value("strongroom_http_requests_total", labels) == 1
+    )
 
 
 async def test_a_body_growing_past_the_limit_while_read_is_refused_with_413(
