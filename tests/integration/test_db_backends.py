@@ -8,7 +8,10 @@ a broken environment and must fail loudly instead of passing on SQLite alone.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +23,12 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from strongroom.adapters.db.engine import SQLITE_BEGIN_OPTION, make_engine, normalize_url
+from strongroom.adapters.db.engine import (
+    SQLITE_BEGIN_OPTION,
+    make_engine,
+    normalize_url,
+    write_transaction,
+)
 from strongroom.adapters.db.migrate import check_ready, current_revision, head_revision, upgrade
 from strongroom.adapters.db.schema import metadata
 from strongroom.config import Settings
@@ -155,6 +163,48 @@ def test_sqlite_begin_immediate_takes_the_write_lock_at_once(tmp_path: Path) -> 
         with engine.connect() as reader:
             assert reader.execute(sa.text("SELECT count(*) FROM tenants")).scalar() == 0
     engine.dispose()
+
+
+_HOLD_THE_WRITE_TURN = """
+import sys, time
+from pathlib import Path
+from strongroom.adapters.db.engine import make_engine, write_transaction
+from strongroom.config import Settings
+engine = make_engine(Settings(data_dir=Path(sys.argv[1]), database={"busy_timeout_ms": 50}))
+with write_transaction(engine) as connection:
+    connection.exec_driver_sql("INSERT INTO tenants (id, name) VALUES ('held', 'held')")
+    print("holding", flush=True)
+    time.sleep(0.6)
+"""
+
+
+def test_sqlite_writers_of_two_processes_queue_instead_of_failing_busy(tmp_path: Path) -> None:
+    """A writer waits for another process's write in the kernel (its turn comes when the
+    other commits), not in SQLite's busy handler: with a 50 ms busy timeout, a 600 ms
+    write of another process would otherwise fail this one with "database is locked"."""
+    settings = Settings(data_dir=tmp_path, database={"busy_timeout_ms": 50})
+    upgrade(settings)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_WRITE_TURN, str(tmp_path)], stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"holding\n"
+        engine = make_engine(settings)
+        started = time.monotonic()
+        with write_transaction(engine) as connection:
+            waited = time.monotonic() - started
+            connection.exec_driver_sql("INSERT INTO tenants (id, name) VALUES ('next', 'next')")
+        with engine.connect() as connection:
+            ids = connection.exec_driver_sql("SELECT id FROM tenants ORDER BY id").scalars()
+            assert list(ids) == ["held", "next"]  # the holder committed first
+        assert waited >= 0.3
+        # Nested on one thread: SQLite's own answer (busy), not a wait on itself.
+        with write_transaction(engine), pytest.raises(sa.exc.OperationalError, match="locked"):
+            with write_transaction(engine):
+                pass
+        engine.dispose()
+    finally:
+        assert holder.wait(10) == 0
 
 
 def test_unreachable_postgres_is_not_ready_quickly() -> None:

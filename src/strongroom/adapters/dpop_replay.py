@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
+from strongroom.adapters.db.engine import write_transaction
 from strongroom.adapters.db.schema import dpop_jti
 from strongroom.auth.rfc9449_dpop import JtiReplayCache
 
@@ -137,12 +138,12 @@ class SqlJtiReplayCache:
             # RETURNING, not rowcount: psycopg reports -1 for this statement.
             .returning(dpop_jti.c.jti)
         )
-        with self._engine.begin() as connection:
+        with write_transaction(self._engine) as connection:
             return set(connection.execute(statement).scalars())
 
     def prune(self, now: float) -> int:
         """Delete entries whose proofs can no longer be accepted; returns how many."""
-        with self._engine.begin() as connection:
+        with write_transaction(self._engine) as connection:
             result = connection.execute(dpop_jti.delete().where(dpop_jti.c.expires_at < now))
         return max(result.rowcount, 0)
 
