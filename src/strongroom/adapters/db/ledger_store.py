@@ -99,6 +99,15 @@ def _json(value: Any) -> str:
     return json_codec.dumps(value, sort_keys=True)
 
 
+def _event_payload(type_: str, subjects: str, data: str, occurred_at_us: int) -> str:
+    """``_json({"type", "subject_ids", "data", "occurred_at_us"})`` from parts already
+    encoded: the same compact, key-sorted text (a test holds the two equal)."""
+    return (
+        f'{{"data":{data},"occurred_at_us":{occurred_at_us},'
+        f'"subject_ids":{subjects},"type":{_json(type_)}}}'
+    )
+
+
 def _lock_key(*parts: str) -> int:
     """A signed 64-bit advisory-lock key for an id (collisions only serialize more)."""
     digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest()
@@ -523,41 +532,34 @@ class SqlLedgerStore:
                 ],
             )
         if effects.events:
-            writes.insert(
-                outbox_events,
-                [
+            outbox: list[dict[str, Any]] = []
+            audit: list[dict[str, Any]] = []
+            for index, event in effects.events:
+                # Each part encoded once, for the audit entry and the outbox payload alike.
+                subjects, data = _json(list(event.subject_ids)), _json(event.data)
+                outbox.append(
                     {
                         "tenant_id": event.tenant_id,
                         "type": event.type,
-                        "payload": _json(
-                            {
-                                "type": event.type,
-                                "subject_ids": list(event.subject_ids),
-                                "data": event.data,
-                                "occurred_at_us": event.occurred_at_us,
-                            }
-                        ),
+                        "payload": _event_payload(event.type, subjects, data, event.occurred_at_us),
                         "created_at_us": now_us,
                     }
-                    for _, event in effects.events
-                ],
-            )
-            writes.insert(
-                audit_entries,
-                [
+                )
+                unit = units[index]
+                audit.append(
                     {
                         "tenant_id": event.tenant_id,
                         "event_type": event.type,
-                        "actor_kind": units[index].actor.kind,
-                        "actor_id": units[index].actor.id,
-                        "request_id": units[index].request_id,
-                        "subject_ids": _json(list(event.subject_ids)),
-                        "data": _json(event.data),
+                        "actor_kind": unit.actor.kind,
+                        "actor_id": unit.actor.id,
+                        "request_id": unit.request_id,
+                        "subject_ids": subjects,
+                        "data": data,
                         "occurred_at_us": event.occurred_at_us,
                     }
-                    for index, event in effects.events
-                ],
-            )
+                )
+            writes.insert(outbox_events, outbox)
+            writes.insert(audit_entries, audit)
 
     def _finish_claims(
         self, writes: _Writes, units: Sequence[Unit], results: list[list[Outcome]]
