@@ -92,6 +92,17 @@ async def test_a_cancelled_caller_does_not_cancel_the_commit() -> None:
     assert store.calls == [["gone"]]
 
 
+async def one_then_four(committer: GroupCommitter, store: Store, name: str) -> None:
+    """A group of one unit whose commit is held while four more queue: two groups, 1 and 4."""
+    store.gate.clear()
+    first = asyncio.create_task(committer.submit(unit(f"{name}0")))
+    await asyncio.sleep(0.05)
+    rest = [asyncio.create_task(committer.submit(unit(f"{name}{i}"))) for i in range(1, 5)]
+    await asyncio.sleep(0.05)
+    store.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *rest), 5)
+
+
 async def test_each_committed_group_is_reported_with_its_size_and_time() -> None:
     store = Store()
     seen: list[tuple[int, int, float]] = []
@@ -100,13 +111,7 @@ async def test_each_committed_group_is_reported_with_its_size_and_time() -> None
         concurrency=1,
         on_group=lambda units, commands, seconds: seen.append((units, commands, seconds)),
     )
-    store.gate.clear()
-    first = asyncio.create_task(committer.submit(unit("u0")))
-    await asyncio.sleep(0.05)
-    rest = [asyncio.create_task(committer.submit(unit(f"u{i}"))) for i in range(1, 5)]
-    await asyncio.sleep(0.05)
-    store.gate.set()
-    await asyncio.wait_for(asyncio.gather(first, *rest), 5)
+    await one_then_four(committer, store, "u")
     assert [(u, c) for u, c, _ in seen] == [(1, 1), (4, 4)]
     assert seen[0][2] >= 0.05  # the first group waited on the gate
     failing = GroupCommitter(Store(fail=True), on_group=lambda *a: seen.append(a))  # type: ignore[arg-type]
@@ -118,13 +123,7 @@ async def test_each_committed_group_is_reported_with_its_size_and_time() -> None
 async def test_a_group_waits_briefly_for_as_many_units_as_the_last_one_had() -> None:
     store = Store()
     committer = GroupCommitter(store, concurrency=1, linger_s=0.3)  # type: ignore[arg-type]
-    store.gate.clear()
-    first = asyncio.create_task(committer.submit(unit("a0")))
-    await asyncio.sleep(0.05)
-    rest = [asyncio.create_task(committer.submit(unit(f"a{i}"))) for i in range(1, 5)]
-    await asyncio.sleep(0.05)
-    store.gate.set()
-    await asyncio.wait_for(asyncio.gather(first, *rest), 5)
+    await one_then_four(committer, store, "a")
     assert [len(c) for c in store.calls] == [1, 4]
     # The next group waits for four units (they trickle in), not for the first alone.
     trickle = [asyncio.create_task(committer.submit(unit("b0")))]
