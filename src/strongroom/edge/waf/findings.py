@@ -25,3 +25,23 @@ class Finding:
     paranoia: int
     # A short excerpt or token fingerprint (≤ 64 characters) for the security event.
     evidence: str
+
+
+# Evidence kept per finding: enough to recognise the attack in a security event.
+EVIDENCE_CHARS_MAX = 64
+
+
+def excerpt(text: str, at: int) -> str:
+    """Up to ``EVIDENCE_CHARS_MAX`` characters of ``text`` from ``at``, whitespace folded."""
+    return " ".join(text[at : at + EVIDENCE_CHARS_MAX].split())
+
+
+def detector_finding(rule: str, category: str, level: int, evidence: str) -> Finding:
+    """A tokenizing detector's finding: critical at paranoia 1, a warning above."""
+    return Finding(
+        rule_id=rule,
+        category=category,
+        severity=CRITICAL if level == 1 else WARNING,
+        paranoia=level,
+        evidence=evidence[:EVIDENCE_CHARS_MAX],
+    )

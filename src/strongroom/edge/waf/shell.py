@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import re
 
-from strongroom.edge.waf.findings import CRITICAL, WARNING, Finding
+from strongroom.edge.waf.findings import Finding, detector_finding, excerpt
 
 # Separators and substitutions examined per value; the words read per command.
 COMMANDS_PER_VALUE_MAX = 48
 WORDS_PER_COMMAND_MAX = 8
 # Characters of a command read after its separator.
 COMMAND_CHARS_MAX = 256
-EVIDENCE_CHARS_MAX = 64
 # Plain words among a command's arguments from which it reads as a sentence about a
 # command ("rm -rf is dangerous, don't") rather than one.
 PROSE_WORDS_MIN = 3
@@ -216,14 +215,7 @@ def detect_shell(value: str, paranoia: int = 1) -> Finding | None:
 
 
 def _finding(rule: str, level: int, text: str, at: int) -> Finding:
-    excerpt = " ".join(text[at : at + EVIDENCE_CHARS_MAX].split())
-    return Finding(
-        rule_id=rule,
-        category="rce",
-        severity=CRITICAL if level == 1 else WARNING,
-        paranoia=level,
-        evidence=excerpt[:EVIDENCE_CHARS_MAX],
-    )
+    return detector_finding(rule, "rce", level, excerpt(text, at))
 
 
 def _start_command(value: str) -> bool:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from strongroom.edge.waf.findings import CRITICAL, WARNING, Finding
+from strongroom.edge.waf.findings import Finding, detector_finding, excerpt
 
 # Tokens examined from one break point: a real injection decides within a few dozen; the
 # cap bounds the work on long values built to look like endless valid SQL.
@@ -34,7 +34,6 @@ ANCHORS_PER_VALUE_MAX = 32
 NESTING_MAX = 16
 # Clauses chained after one break (`' or 1=1 and 2=2 order by 1 limit 1`).
 CLAUSES_MAX = 32
-EVIDENCE_CHARS_MAX = 64
 
 _TOKEN_RE = re.compile(
     r"""
@@ -383,15 +382,8 @@ def _finding(
     rule: str, level: int, low: str, at: int, *, parser: _Parser | None = None, end: int = 0
 ) -> Finding:
     fingerprint = parser.fingerprint(end) if parser is not None else ""
-    excerpt = " ".join(low[at : at + EVIDENCE_CHARS_MAX].split())
-    evidence = f"{fingerprint}: {excerpt}" if fingerprint else excerpt
-    return Finding(
-        rule_id=rule,
-        category="sqli",
-        severity=CRITICAL if level == 1 else WARNING,
-        paranoia=level,
-        evidence=evidence[:EVIDENCE_CHARS_MAX],
-    )
+    text = excerpt(low, at)
+    return detector_finding(rule, "sqli", level, f"{fingerprint}: {text}" if fingerprint else text)
 
 
 class _Parser:

@@ -20,7 +20,7 @@ import itertools
 import re
 from collections.abc import Iterator
 
-from strongroom.edge.waf.findings import CRITICAL, WARNING, Finding
+from strongroom.edge.waf.findings import Finding, detector_finding, excerpt
 
 # Tags, and attributes per tag, read from one value: an attack needs one; the caps bound
 # the work on huge HTML-looking bodies.
@@ -30,7 +30,6 @@ ATTRIBUTES_PER_TAG_MAX = 32
 SINKS_PER_VALUE_MAX = 32
 # Characters of a call's argument list read when deciding it is JavaScript, not prose.
 CALL_ARGUMENT_CHARS_MAX = 256
-EVIDENCE_CHARS_MAX = 64
 
 # DOM event names (the attribute is "on" + name). Unknown on*= attributes still count at
 # paranoia 2, or at 1 when their value is JavaScript, since browsers add events yearly.
@@ -205,14 +204,7 @@ def detect_xss(value: str, paranoia: int = 1) -> Finding | None:
 
 
 def _finding(rule: str, level: int, text: str, at: int) -> Finding:
-    excerpt = " ".join(text[at : at + EVIDENCE_CHARS_MAX].split())
-    return Finding(
-        rule_id=rule,
-        category="xss",
-        severity=CRITICAL if level == 1 else WARNING,
-        paranoia=level,
-        evidence=excerpt[:EVIDENCE_CHARS_MAX],
-    )
+    return detector_finding(rule, "xss", level, excerpt(text, at))
 
 
 # --- HTML ------------------------------------------------------------------------------
