@@ -196,3 +196,38 @@ async def test_a_body_growing_past_the_limit_while_read_is_refused_with_413(
     r = await client.post("/v1/transfers", content=chunks(), headers=auth)
     assert r.status_code == 413
     assert r.json()["type"].endswith("/body-too-large")
+
+
+async def test_a_client_gone_before_its_body_arrived_gets_no_answer_and_moves_nothing(
+    app: FastAPI, auth: dict[str, str], wallets: list[str]
+) -> None:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/transfers",
+        "raw_path": b"/v1/transfers",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"pod"),
+            (b"content-type", b"application/json"),
+            (b"authorization", auth["Authorization"].encode()),
+        ],
+        "client": ("10.9.8.7", 41000),
+        "server": ("pod", 80),
+    }
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    units = app.state.ledger.committer.units
+    await app(scope, receive, send)
+    assert sent == []
+    assert app.state.ledger.committer.units == units
