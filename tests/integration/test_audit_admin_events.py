@@ -14,7 +14,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -31,8 +30,6 @@ from strongroom.adapters.db.auth_repositories import (
     SqlRevocationStore,
     SqlTenantRepository,
 )
-from strongroom.adapters.db.engine import make_engine
-from strongroom.adapters.db.migrate import upgrade
 from strongroom.adapters.db.schema import audit_entries, oauth_clients, signing_keys
 from strongroom.adapters.db.tenant_admin import SqlTenantAdmin
 from strongroom.adapters.db.user_repositories import SqlAppClientRepository, SqlUserRepository
@@ -53,26 +50,6 @@ JWKS = '{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPap
 
 
 # --- backends -------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    if request.param == "sqlite":
-        return Settings(data_dir=tmp_path / "data")
-    url: str = request.getfixturevalue("postgres_url")
-    return Settings(data_dir=tmp_path / "data", database={"url": url})
-
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    upgrade(settings)
-    engine = make_engine(settings)
-    yield engine
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as connection:
-            connection.execute(sa.text("DROP SCHEMA public CASCADE"))
-            connection.execute(sa.text("CREATE SCHEMA public"))
-    engine.dispose()
 
 
 # --- helpers --------------------------------------------------------------------------

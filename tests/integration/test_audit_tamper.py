@@ -26,8 +26,6 @@ from typer.testing import CliRunner
 
 from strongroom.adapters.db.audit_events import record_event
 from strongroom.adapters.db.audit_store import SqlAuditStore
-from strongroom.adapters.db.engine import make_engine
-from strongroom.adapters.db.migrate import upgrade
 from strongroom.adapters.db.schema import audit_entries, audit_leaves
 from strongroom.audit.checkpoint import Checkpoint, sign_checkpoint
 from strongroom.audit.ports import StoredCheckpoint
@@ -47,27 +45,6 @@ runner = CliRunner()
 ENTRIES = 20
 BATCH = 4  # one checkpoint per 4 entries
 TOKEN = "audit-reader"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    data_dir = tmp_path / "data"
-    if request.param == "sqlite":
-        return Settings(data_dir=data_dir)
-    url: str = request.getfixturevalue("postgres_url")
-    return Settings(data_dir=data_dir, database={"url": url})
-
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    upgrade(settings)
-    engine = make_engine(settings)
-    yield engine
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as connection:
-            connection.execute(sa.text("DROP SCHEMA public CASCADE"))
-            connection.execute(sa.text("CREATE SCHEMA public"))
-    engine.dispose()
 
 
 @pytest.fixture

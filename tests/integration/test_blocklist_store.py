@@ -9,7 +9,6 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,26 +28,6 @@ from strongroom.ledger.ports import Actor
 
 OPERATOR = Actor("operator", "alice@ops")
 SIEM = Actor("system", "siem")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    if request.param == "sqlite":
-        return Settings(data_dir=tmp_path / "data")
-    url: str = request.getfixturevalue("postgres_url")
-    return Settings(data_dir=tmp_path / "data", database={"url": url})
-
-
-@pytest.fixture
-def engine(settings: Settings) -> Iterator[Engine]:
-    upgrade(settings)
-    engine = make_engine(settings)
-    yield engine
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as connection:
-            connection.execute(sa.text("DROP SCHEMA public CASCADE"))
-            connection.execute(sa.text("CREATE SCHEMA public"))
-    engine.dispose()
 
 
 @pytest.fixture

@@ -47,14 +47,6 @@ def _unreachable(reason: str) -> None:
 # --- backends -------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
-    if request.param == "sqlite":
-        return Settings(data_dir=tmp_path / "data")
-    url: str = request.getfixturevalue("postgres_url")
-    return Settings(data_dir=tmp_path / "data", database={"url": url})
-
-
 @pytest.fixture
 def engines(settings: Settings) -> Iterator[tuple[Engine, Engine]]:
     """Two independent pools on one migrated database: two pods."""

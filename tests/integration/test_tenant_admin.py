@@ -7,36 +7,12 @@ under CI (``CI=true``), where they fail.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from strongroom.adapters.db.auth_repositories import SqlTenantRepository
-from strongroom.adapters.db.engine import make_engine
-from strongroom.adapters.db.migrate import upgrade
 from strongroom.adapters.db.tenant_admin import TENANT_PAGE_MAX, SqlTenantAdmin
-from strongroom.config import Settings
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        settings = Settings(data_dir=tmp_path / "data")
-    else:
-        settings = Settings(
-            data_dir=tmp_path / "data", database={"url": request.getfixturevalue("postgres_url")}
-        )
-    upgrade(settings)
-    engine = make_engine(settings)
-    yield engine
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as connection:
-            connection.execute(sa.text("DROP SCHEMA public CASCADE"))
-            connection.execute(sa.text("CREATE SCHEMA public"))
-    engine.dispose()
 
 
 def _tenants(engine: Engine, count: int) -> list[str]:

@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from strongroom.adapters.db.auth_repositories import SqlClientRepository, SqlTenantRepository
-from strongroom.adapters.db.engine import make_engine
-from strongroom.adapters.db.migrate import upgrade
 from strongroom.adapters.db.user_repositories import (
     AuthorizationCodeRecord,
     CodeRedeemed,
@@ -40,7 +35,6 @@ from strongroom.auth.refresh_tokens import (
     new_refresh_token,
 )
 from strongroom.auth.users import UserRecord
-from strongroom.config import Settings
 
 T0 = 1_700_000_000.0
 
@@ -51,24 +45,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        settings = Settings(data_dir=tmp_path / "data")
-    else:
-        settings = Settings(
-            data_dir=tmp_path / "data", database={"url": request.getfixturevalue("postgres_url")}
-        )
-    upgrade(settings)
-    engine = make_engine(settings)
-    yield engine
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as connection:
-            connection.execute(sa.text("DROP SCHEMA public CASCADE"))
-            connection.execute(sa.text("CREATE SCHEMA public"))
-    engine.dispose()
 
 
 @pytest.fixture
